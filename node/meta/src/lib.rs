@@ -1,1 +1,24 @@
-//! placeholder
+//! The metadata group (Raft group 0): nodes, streams, the shard map, and the decisions made
+//! from them.
+//!
+//! - `state.rs`: [`MetaState`], the replicated metadata, and its types.
+//! - `commands.rs`: [`MetaCommand`], every change to it, and `apply` (deterministic; placement
+//!   of new shards is decided here, from the state alone, so every replica agrees).
+//! - `placement.rs`: pure placement of replica sets.
+//! - `planner.rs`: pure reconciliation: what this node must do so its Raft groups match the map
+//!   (open, initialize, drop, report ready). The server's driver carries the actions out.
+//! - `state_machine.rs`: the Raft state machine over [`MetaState`].
+//!
+//! Nothing here does network I/O.
+
+mod commands;
+mod placement;
+mod planner;
+mod state;
+mod state_machine;
+
+pub use commands::{MetaCommand, MetaReply, MetaResult};
+pub use placement::place_replicas;
+pub use planner::{LocalGroup, NodeAction, plan_node};
+pub use state::{MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus};
+pub use state_machine::{META_TREE, MetaService, MetaStateMachine};

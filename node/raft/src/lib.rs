@@ -1,1 +1,34 @@
-//! placeholder
+//! The multi-Raft host: the only crate that names openraft.
+//!
+//! Every node runs one [`RaftHost`] holding many Raft groups keyed by a `GroupId` (u64): group 0 is
+//! the metadata group, every shard replica is one more group. Where things live:
+//!
+//! - `type_config.rs`: the one openraft type configuration all groups share.
+//! - `log_store.rs`: a group's Raft log and vote, stored in the node's shared write-ahead log
+//!   (`streamd_storage::LogEngine`), so all groups' appends share fsyncs.
+//! - `state_machine.rs`: the [`GroupStateMachine`] trait that shard and metadata state machines
+//!   implement, and the adapter that applies entries into sled atomically with the applied index.
+//! - `network/`: one tonic channel per peer node carries every group's Raft RPCs (`client.rs`);
+//!   `server.rs` answers them and the node-to-node Propose / Query calls.
+//! - `registry.rs`: [`RaftHost`], creating, finding and dropping groups.
+//! - `handle.rs`: [`GroupHandle`], what the rest of the node may do with a group (propose, read
+//!   leadership, change membership).
+//!
+//! Nothing outside this crate sees an openraft type: if a new feature needs one, add a method to
+//! `GroupHandle` instead.
+
+mod handle;
+mod log_store;
+mod network;
+mod registry;
+mod state_machine;
+mod type_config;
+
+pub use handle::{GroupHandle, GroupStatus, ProposeError};
+pub use network::server::{GroupService, InternalService};
+pub use network::client::PeerClients;
+pub use registry::{RaftHost, RaftOptions};
+pub use state_machine::GroupStateMachine;
+
+/// The metadata group's id.
+pub const META_GROUP: u64 = 0;

@@ -1,0 +1,170 @@
+//! PutRecord and PutRecords.
+//!
+//! Hot path: validate every record before anything is written (a call with one bad record
+//! writes nothing), group records by shard, send one request per shard concurrently, and
+//! report each record's own outcome in request order.
+
+use std::collections::BTreeMap;
+
+use streamd_meta::StreamMeta;
+use streamd_proto::ids::{HashKey, SequenceNumber};
+use streamd_proto::limits::{MAX_PARTITION_KEY_CHARS, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES};
+use streamd_proto::v1;
+use streamd_proto::{ApiError, ErrorCode};
+use streamd_shard::command::{RecordIn, RecordResult, ShardReply, ShardRequest};
+
+use crate::Gateway;
+
+fn validate_key(key: &str) -> Result<(), ApiError> {
+    let n = key.chars().count();
+    if n == 0 || n > MAX_PARTITION_KEY_CHARS {
+        return Err(ApiError::invalid(format!(
+            "Partition key must be 1 to {MAX_PARTITION_KEY_CHARS} Unicode characters, got {n}."
+        )));
+    }
+    Ok(())
+}
+
+fn hash_key(key: &str, explicit: Option<&str>) -> Result<HashKey, ApiError> {
+    match explicit {
+        Some(e) => e.parse::<HashKey>().map_err(|err| ApiError::invalid(err.to_string())),
+        None => Ok(HashKey::of_partition_key(key)),
+    }
+}
+
+/// Where each record of a request goes: (shard index in the stream, record).
+fn route(stream: &StreamMeta, entries: Vec<v1::PutRecordsRequestEntry>) -> Result<Vec<(usize, RecordIn)>, ApiError> {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        validate_key(&e.partition_key)?;
+        let size = e.data.len() + e.partition_key.len();
+        if size > MAX_RECORD_BYTES {
+            return Err(ApiError::invalid(format!(
+                "Record {i} has {size} bytes of data and partition key, over the limit of {MAX_RECORD_BYTES}."
+            )));
+        }
+        total += size;
+        let hk = hash_key(&e.partition_key, e.explicit_hash_key.as_deref())?;
+        let shard = stream
+            .shards
+            .iter()
+            .position(|s| s.is_open() && s.range.contains(hk))
+            .ok_or_else(|| ApiError::internal("no open shard covers the hash key"))?;
+        out.push((shard, RecordIn { partition_key: e.partition_key, data: e.data.to_vec() }));
+    }
+    if total > MAX_PUT_RECORDS_BYTES {
+        return Err(ApiError::invalid(format!(
+            "The request has {total} bytes of data and partition keys, over the limit of {MAX_PUT_RECORDS_BYTES}."
+        )));
+    }
+    Ok(out)
+}
+
+impl Gateway {
+    #[tracing::instrument(name = "gateway.put_records", skip_all, fields(stream = %req.stream_name, records = req.records.len()))]
+    pub async fn put_records(&self, req: v1::PutRecordsRequest) -> Result<v1::PutRecordsResponse, ApiError> {
+        let n = req.records.len();
+        if n == 0 || n > MAX_PUT_RECORDS {
+            return Err(ApiError::invalid(format!(
+                "Records must hold 1 to {MAX_PUT_RECORDS} entries, got {n}."
+            )));
+        }
+        let stream = self.active_stream(&req.stream_name)?;
+        let routed = route(&stream, req.records)?;
+
+        let mut by_shard: BTreeMap<usize, (Vec<usize>, Vec<RecordIn>)> = BTreeMap::new();
+        for (i, (shard, rec)) in routed.into_iter().enumerate() {
+            let e = by_shard.entry(shard).or_default();
+            e.0.push(i);
+            e.1.push(rec);
+        }
+        let calls = by_shard.into_iter().map(|(shard, (positions, records))| {
+            let sh = &stream.shards[shard];
+            async move {
+                let req = bincode::serialize(&ShardRequest::Put { records })
+                    .map_err(|e| ApiError::internal(e.to_string()));
+                let result = match req {
+                    Ok(req) => self.propose_to_leader(sh.group_id, &sh.replicas, req).await,
+                    Err(e) => Err(e),
+                };
+                (sh.shard_id, positions, result)
+            }
+        });
+        let outcomes = futures::future::join_all(calls).await;
+
+        let mut results = vec![v1::PutRecordsResultEntry::default(); n];
+        let mut failed = 0u32;
+        for (shard_id, positions, result) in outcomes {
+            let per_record: Vec<RecordResult> = match result.and_then(|b| {
+                bincode::deserialize::<ShardReply>(&b).map_err(|e| ApiError::internal(e.to_string()))
+            }) {
+                Ok(ShardReply::Put { results }) => results,
+                Ok(ShardReply::Trimmed) => vec![],
+                Err(e) => {
+                    tracing::warn!(shard_id = %shard_id, error = %e, "put to shard failed");
+                    positions
+                        .iter()
+                        .map(|_| RecordResult::Failed { error: e.code.name().into(), message: e.message.clone() })
+                        .collect()
+                }
+            };
+            for (k, pos) in positions.into_iter().enumerate() {
+                let entry = &mut results[pos];
+                match per_record.get(k) {
+                    Some(RecordResult::Ok { sequence_number }) => {
+                        entry.sequence_number = Some(SequenceNumber(*sequence_number).to_string());
+                        entry.shard_id = Some(shard_id.to_string());
+                    }
+                    Some(RecordResult::Failed { error, message }) => {
+                        let code = ErrorCode::from_name(error).unwrap_or(ErrorCode::InternalFailure);
+                        entry.error_code = Some(code.kinesis_type().to_string());
+                        entry.error_message = Some(message.clone());
+                        failed += 1;
+                    }
+                    None => {
+                        entry.error_code = Some(ErrorCode::InternalFailure.kinesis_type().to_string());
+                        entry.error_message = Some("record was not written".into());
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(v1::PutRecordsResponse { failed_record_count: failed, records: results, encryption_type: "NONE".into() })
+    }
+
+    #[tracing::instrument(name = "gateway.put_record", skip_all, fields(stream = %req.stream_name))]
+    pub async fn put_record(&self, req: v1::PutRecordRequest) -> Result<v1::PutRecordResponse, ApiError> {
+        if let Some(s) = &req.sequence_number_for_ordering {
+            s.parse::<SequenceNumber>().map_err(|e| ApiError::invalid(e.to_string()))?;
+        }
+        let resp = self
+            .put_records(v1::PutRecordsRequest {
+                stream_name: req.stream_name,
+                records: vec![v1::PutRecordsRequestEntry {
+                    data: req.data,
+                    partition_key: req.partition_key,
+                    explicit_hash_key: req.explicit_hash_key,
+                }],
+            })
+            .await?;
+        let r = resp.records.into_iter().next().unwrap_or_default();
+        match (r.sequence_number, r.shard_id) {
+            (Some(sequence_number), Some(shard_id)) => {
+                Ok(v1::PutRecordResponse { shard_id, sequence_number, encryption_type: "NONE".into() })
+            }
+            _ => {
+                let name = r.error_code.unwrap_or_default();
+                let code = crate::operations::put::code_from_kinesis(&name);
+                Err(ApiError::new(code, r.error_message.unwrap_or_default()))
+            }
+        }
+    }
+}
+
+pub(crate) fn code_from_kinesis(name: &str) -> ErrorCode {
+    match name {
+        "ProvisionedThroughputExceededException" => ErrorCode::ProvisionedThroughputExceeded,
+        _ => ErrorCode::InternalFailure,
+    }
+}

@@ -1,0 +1,90 @@
+//! The replicated metadata.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use streamd_proto::ids::{HashKey, HashKeyRange, ShardId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    /// gRPC address peers and clients reach the node at.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamStatus {
+    Creating,
+    Active,
+    Updating,
+    Deleting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    pub shard_id: ShardId,
+    pub group_id: u64,
+    pub range: HashKeyRange,
+    pub parent: Option<ShardId>,
+    pub adjacent_parent: Option<ShardId>,
+    pub replicas: Vec<u64>,
+    pub starting_seq: u128,
+    /// Set once the shard is closed.
+    pub ending_seq: Option<u128>,
+    /// The shard's group elected a leader at least once.
+    pub ready: bool,
+}
+
+impl ShardMeta {
+    pub fn is_open(&self) -> bool {
+        self.ending_seq.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    pub name: String,
+    pub arn: String,
+    pub status: StreamStatus,
+    pub on_demand: bool,
+    pub retention_hours: u32,
+    pub created_ms: i64,
+    pub shards: Vec<ShardMeta>,
+    pub next_shard_id: u64,
+    /// Grows whenever the shard map of this stream changes; never reused.
+    pub map_epoch: u64,
+}
+
+impl StreamMeta {
+    /// The open shard whose hash key range holds `key`.
+    pub fn shard_for(&self, key: HashKey) -> Option<&ShardMeta> {
+        self.shards.iter().find(|s| s.is_open() && s.range.contains(key))
+    }
+
+    pub fn shard(&self, id: ShardId) -> Option<&ShardMeta> {
+        self.shards.iter().find(|s| s.shard_id == id)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaState {
+    /// Key for shard-iterator MACs, chosen once when the cluster forms.
+    pub cluster_secret: Vec<u8>,
+    pub nodes: BTreeMap<u64, NodeInfo>,
+    pub streams: BTreeMap<String, StreamMeta>,
+    /// Next Raft group id for a shard; group 0 is this metadata group.
+    pub next_group_id: u64,
+    /// Replication factor for new shards (capped by the node count).
+    pub replication_factor: usize,
+}
+
+impl MetaState {
+    /// Every shard of every stream, with its stream name.
+    pub fn all_shards(&self) -> impl Iterator<Item = (&StreamMeta, &ShardMeta)> {
+        self.streams.values().flat_map(|s| s.shards.iter().map(move |sh| (s, sh)))
+    }
+
+    pub fn shard_by_group(&self, group: u64) -> Option<(&StreamMeta, &ShardMeta)> {
+        self.all_shards().find(|(_, sh)| sh.group_id == group)
+    }
+}

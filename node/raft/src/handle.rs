@@ -1,0 +1,142 @@
+//! What the rest of the node may do with one Raft group.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use openraft::BasicNode;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use streamd_proto::{ApiError, ErrorCode};
+
+use crate::network::server::GroupService;
+use crate::state_machine::StateMachineAdapter;
+use crate::type_config::{Command, TypeConfig};
+
+pub(crate) type GroupRaft = openraft::Raft<TypeConfig, StateMachineAdapter>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader of group {group} (leader: {leader:?})")]
+    NotLeader { group: u64, leader: Option<u64> },
+    /// The entry may or may not have been committed (leader change mid-flight, shutdown).
+    #[error("outcome unknown for group {group}: {reason}")]
+    Unknown { group: u64, reason: String },
+}
+
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> ApiError {
+        match e {
+            ProposeError::NotLeader { leader, .. } => ApiError::not_leader(leader),
+            ProposeError::Unknown { .. } => ApiError::new(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+}
+
+/// A point-in-time view of a group replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub group: u64,
+    pub leader: Option<u64>,
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    pub committed: Option<u64>,
+    pub voters: BTreeSet<u64>,
+    pub learners: BTreeSet<u64>,
+}
+
+#[derive(Clone)]
+pub struct GroupHandle {
+    pub(crate) group: u64,
+    pub(crate) raft: GroupRaft,
+    pub(crate) service: Option<Arc<dyn GroupService>>,
+}
+
+impl GroupHandle {
+    pub fn id(&self) -> u64 {
+        self.group
+    }
+
+    pub(crate) fn raft(&self) -> &GroupRaft {
+        &self.raft
+    }
+
+    pub fn service(&self) -> Option<Arc<dyn GroupService>> {
+        self.service.clone()
+    }
+
+    /// Proposes a command; returns the state machine's reply once it is committed on a majority
+    /// and applied here. Never retried: a retry is the caller's decision.
+    #[tracing::instrument(name = "raft.propose", skip_all, fields(group_id = self.group, bytes = command.len()))]
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        let group = self.group;
+        match self.raft.client_write(Command(command)).await {
+            Ok(resp) => Ok(resp.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { group, leader: f.leader_id })
+            }
+            Err(e) => Err(ProposeError::Unknown { group, reason: e.to_string() }),
+        }
+    }
+
+    /// Makes `members` the first voters of a brand-new group. A group already initialized (here
+    /// or by a peer) is left as it is.
+    pub async fn initialize(&self, members: &BTreeMap<u64, String>) -> Result<(), String> {
+        let nodes: BTreeMap<u64, BasicNode> =
+            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Adds a learner (blocking until it caught up) then makes `voters` the voter set.
+    pub async fn change_voters(
+        &self,
+        add: Option<(u64, String)>,
+        voters: BTreeSet<u64>,
+    ) -> Result<(), ProposeError> {
+        let group = self.group;
+        let map = |e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                ProposeError::NotLeader { group, leader: f.leader_id }
+            }
+            e => ProposeError::Unknown { group, reason: e.to_string() },
+        };
+        if let Some((id, addr)) = add {
+            self.raft.add_learner(id, BasicNode { addr }, true).await.map_err(map)?;
+        }
+        self.raft.change_membership(voters, false).await.map_err(map)?;
+        Ok(())
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let mem = m.membership_config.membership();
+        GroupStatus {
+            group: self.group,
+            leader: m.current_leader,
+            is_leader: m.current_leader == Some(m.id),
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index()),
+            committed: m.local_committed.map(|l| l.index()),
+            voters: mem.voter_ids().collect(),
+            learners: mem.learner_ids().collect(),
+        }
+    }
+
+    /// Address of a member node, from the group's membership.
+    pub fn member_address(&self, node: u64) -> Option<String> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config.membership().get_node(&node).map(|n| n.addr.clone())
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(group_id = self.group, error = %e, "raft group did not shut down cleanly");
+        }
+    }
+}

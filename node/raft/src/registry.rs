@@ -1,0 +1,151 @@
+//! [`RaftHost`]: every Raft group this node holds a replica of.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use openraft::{Config, SnapshotPolicy};
+use parking_lot::RwLock;
+use streamd_storage::{LogEngine, SledStore, group_prefix};
+
+use crate::handle::{GroupHandle, GroupRaft};
+use crate::log_store::LogStore;
+use crate::network::client::{GroupNetwork, PeerClients};
+use crate::network::server::GroupService;
+use crate::state_machine::{GroupStateMachine, StateMachineAdapter};
+
+/// Timing of every group on the node.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and so allow purging the log) after this many applied entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        // Heartbeats are per group and not yet coalesced per node, so they stay well apart;
+        // elections still finish within a few seconds of a leader's death.
+        RaftOptions {
+            heartbeat_ms: 500,
+            election_min_ms: 1500,
+            election_max_ms: 3000,
+            snapshot_every_entries: 20_000,
+        }
+    }
+}
+
+struct HostInner {
+    node_id: u64,
+    engine: LogEngine,
+    db: SledStore,
+    peers: PeerClients,
+    opts: RaftOptions,
+    groups: RwLock<HashMap<u64, GroupHandle>>,
+}
+
+#[derive(Clone)]
+pub struct RaftHost {
+    inner: Arc<HostInner>,
+}
+
+impl RaftHost {
+    pub fn new(node_id: u64, engine: LogEngine, db: SledStore, peers: PeerClients, opts: RaftOptions) -> Self {
+        RaftHost {
+            inner: Arc::new(HostInner { node_id, engine, db, peers, opts, groups: RwLock::new(HashMap::new()) }),
+        }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    pub fn peers(&self) -> &PeerClients {
+        &self.inner.peers
+    }
+
+    pub fn db(&self) -> &SledStore {
+        &self.inner.db
+    }
+
+    pub fn engine(&self) -> &LogEngine {
+        &self.inner.engine
+    }
+
+    pub fn group(&self, id: u64) -> Option<GroupHandle> {
+        self.inner.groups.read().get(&id).cloned()
+    }
+
+    pub fn groups(&self) -> Vec<GroupHandle> {
+        let mut v: Vec<_> = self.inner.groups.read().values().cloned().collect();
+        v.sort_by_key(|g| g.id());
+        v
+    }
+
+    /// Starts this node's replica of `group` (recovering it from the WAL and sled if it existed).
+    /// The state lives in sled tree `tree`. Opening a group that is already open returns it.
+    #[tracing::instrument(name = "raft.open_group", skip_all, fields(group_id = group))]
+    pub async fn open_group(
+        &self,
+        group: u64,
+        tree: &str,
+        sm: Box<dyn GroupStateMachine>,
+        service: Option<Arc<dyn GroupService>>,
+    ) -> io::Result<GroupHandle> {
+        if let Some(g) = self.group(group) {
+            return Ok(g);
+        }
+        let o = &self.inner.opts;
+        let config = Config {
+            cluster_name: format!("streamd-group-{group}"),
+            heartbeat_interval: o.heartbeat_ms,
+            election_timeout_min: o.election_min_ms,
+            election_timeout_max: o.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(o.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: 1000,
+            max_payload_entries: 64,
+            install_snapshot_timeout: 60_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(io::Error::other)?;
+        let tree = self.inner.db.tree(tree)?;
+        let adapter = StateMachineAdapter::open(group, self.inner.db.clone(), tree, sm)?;
+        let log = LogStore::new(group, self.inner.engine.clone());
+        let network = GroupNetwork { peers: self.inner.peers.clone(), group };
+        let raft: GroupRaft =
+            openraft::Raft::new(self.inner.node_id, Arc::new(config), network, log, adapter)
+                .await
+                .map_err(io::Error::other)?;
+        let handle = GroupHandle { group, raft, service };
+        let mut groups = self.inner.groups.write();
+        // Two callers may race to open the same group; the first one wins.
+        let h = groups.entry(group).or_insert(handle).clone();
+        Ok(h)
+    }
+
+    /// Stops this node's replica of `group` and deletes its log and state.
+    #[tracing::instrument(name = "raft.remove_group", skip_all, fields(group_id = group))]
+    pub async fn remove_group(&self, group: u64, tree: &str) -> io::Result<()> {
+        let handle = self.inner.groups.write().remove(&group);
+        if let Some(h) = handle {
+            h.shutdown().await;
+        }
+        self.inner.engine.remove_group(group).await?;
+        let t = self.inner.db.tree(tree)?;
+        for kv in t.scan_prefix(group_prefix(group)) {
+            let (k, _) = kv.map_err(io::Error::other)?;
+            t.remove(k).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        let groups: Vec<_> = self.inner.groups.write().drain().map(|(_, g)| g).collect();
+        for g in groups {
+            g.shutdown().await;
+        }
+    }
+}

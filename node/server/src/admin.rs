@@ -1,0 +1,78 @@
+//! The HTTP admin endpoint: `/healthz` (the process is alive), `/readyz` (joined the cluster,
+//! metadata reachable, every local shard replica has a leader) and `/metrics` (Prometheus text).
+
+use std::fmt::Write;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use streamd_raft::META_GROUP;
+
+use crate::node::{Node, NodeError};
+
+pub(crate) async fn serve(node: Node, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+    let addr = node.config.admin_addr;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(node);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| NodeError::Listen { addr, source })
+}
+
+/// Why the node is not ready yet, if it is not.
+pub(crate) fn not_ready_reason(node: &Node) -> Option<String> {
+    if node.meta.read().cluster_secret.is_empty() {
+        return Some("the cluster has not formed yet".into());
+    }
+    let meta = node.host.group(META_GROUP)?;
+    if meta.status().leader.is_none() {
+        return Some("the metadata group has no leader".into());
+    }
+    let groups: Vec<u64> = node.shards.read().keys().copied().collect();
+    for g in groups {
+        if node.host.group(g).is_none_or(|h| h.status().leader.is_none()) {
+            return Some(format!("shard group {g} has no leader"));
+        }
+    }
+    None
+}
+
+async fn readyz(State(node): State<Node>) -> (StatusCode, String) {
+    match not_ready_reason(&node) {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {r}\n")),
+    }
+}
+
+/// Prometheus text exposition of the Raft and storage gauges. A handful of lines written
+/// directly; the metrics SDK and per-shard Kinesis metrics arrive with the observability work.
+async fn metrics(State(node): State<Node>) -> String {
+    let mut out = String::new();
+    let wal = node.host.engine().stats();
+    let _ = writeln!(out, "# TYPE streamd_wal_fsyncs_total counter\nstreamd_wal_fsyncs_total {}", wal.fsyncs);
+    let _ = writeln!(out, "# TYPE streamd_wal_bytes_written_total counter\nstreamd_wal_bytes_written_total {}", wal.bytes_written);
+    let _ = writeln!(out, "# TYPE streamd_raft_term gauge");
+    let groups = node.host.groups();
+    for g in &groups {
+        let s = g.status();
+        let _ = writeln!(out, "streamd_raft_term{{group=\"{}\"}} {}", s.group, s.term);
+    }
+    let _ = writeln!(out, "# TYPE streamd_raft_is_leader gauge");
+    for g in &groups {
+        let s = g.status();
+        let _ = writeln!(out, "streamd_raft_is_leader{{group=\"{}\"}} {}", s.group, u8::from(s.is_leader));
+    }
+    let _ = writeln!(out, "# TYPE streamd_raft_apply_lag gauge");
+    for g in &groups {
+        let s = g.status();
+        let lag = s.last_log_index.unwrap_or(0).saturating_sub(s.last_applied.unwrap_or(0));
+        let _ = writeln!(out, "streamd_raft_apply_lag{{group=\"{}\"}} {}", s.group, lag);
+    }
+    out
+}

@@ -1,0 +1,200 @@
+//! Node configuration: command-line flags, optionally on top of a TOML file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "streamd", version, about = "A Raft-replicated stream cluster with a Kinesis-compatible API")]
+#[command(after_help = "Examples:\n  streamd                      one-node cluster on loopback, data in ./streamd-data\n  streamd dev --nodes 3        three nodes on loopback, every shard replicated three times\n  streamd --node-id 2 --data-dir /var/lib/streamd --grpc-addr 10.0.0.2:50051 \\\n          --initial-cluster 1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) node: NodeFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a local development cluster of several node processes on 127.0.0.1.
+    Dev {
+        /// Number of nodes; node i serves gRPC on 50050+i, Kinesis on 4566+i, admin on 9089+i.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Parent directory of the nodes' data directories (node-i).
+        #[arg(long, default_value = "./streamd-data")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = ShardLimitsFlag::Kinesis)]
+        shard_limits: ShardLimitsFlag,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ShardLimitsFlag {
+    /// Kinesis's per-shard limits: 1 MiB/s and 1,000 records/s of writes.
+    Kinesis,
+    /// No per-shard limits (benchmarks).
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Default)]
+pub(crate) struct NodeFlags {
+    /// TOML file with any of the settings below (flags win).
+    #[arg(long, env = "STREAMD_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// This node's id (1 or more), unique in the cluster.
+    #[arg(long)]
+    pub(crate) node_id: Option<u64>,
+    /// Where the write-ahead log and state live.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// gRPC listen address (public API and node-to-node traffic).
+    #[arg(long)]
+    pub(crate) grpc_addr: Option<SocketAddr>,
+    /// Kinesis API listen address.
+    #[arg(long)]
+    pub(crate) kinesis_addr: Option<SocketAddr>,
+    /// HTTP admin listen address: /metrics, /healthz, /readyz.
+    #[arg(long)]
+    pub(crate) admin_addr: Option<SocketAddr>,
+    /// The cluster's first members as id=host:port,...; omit for a one-node cluster.
+    #[arg(long)]
+    pub(crate) initial_cluster: Option<String>,
+    /// Per-shard throughput limits.
+    #[arg(long, value_enum)]
+    pub(crate) shard_limits: Option<ShardLimitsFlag>,
+    /// Region named in stream ARNs.
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    #[arg(long, value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<u64>,
+    data_dir: Option<PathBuf>,
+    grpc_addr: Option<SocketAddr>,
+    kinesis_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    initial_cluster: Option<String>,
+    shard_limits: Option<ShardLimitsFlag>,
+    region: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// The resolved settings of one node.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeConfig {
+    pub(crate) node_id: u64,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) grpc_addr: SocketAddr,
+    #[allow(dead_code)] // served once the Kinesis API lands
+    pub(crate) kinesis_addr: SocketAddr,
+    pub(crate) admin_addr: SocketAddr,
+    pub(crate) initial_cluster: BTreeMap<u64, String>,
+    pub(crate) shard_limits: ShardLimitsFlag,
+    pub(crate) region: String,
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("failed to read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("failed to parse config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid --initial-cluster entry {0:?}: expected id=host:port")]
+    InitialCluster(String),
+    #[error("--initial-cluster does not list this node's id {0}")]
+    NotInCluster(u64),
+    #[error("node id must be 1 or more")]
+    NodeId,
+}
+
+fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| ConfigError::InitialCluster(part.into()))?;
+        let id: u64 = id.trim().parse().map_err(|_| ConfigError::InitialCluster(part.into()))?;
+        if id == 0 || addr.trim().is_empty() {
+            return Err(ConfigError::InitialCluster(part.into()));
+        }
+        out.insert(id, addr.trim().to_string());
+    }
+    Ok(out)
+}
+
+impl NodeFlags {
+    pub(crate) fn resolve(self) -> Result<NodeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+            }
+            None => FileConfig::default(),
+        };
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let node_id = self.node_id.or(file.node_id).unwrap_or(1);
+        if node_id == 0 {
+            return Err(ConfigError::NodeId);
+        }
+        let grpc_addr = self.grpc_addr.or(file.grpc_addr).unwrap_or(loopback(50051));
+        let initial_cluster = match self.initial_cluster.or(file.initial_cluster) {
+            Some(s) => parse_cluster(&s)?,
+            None => BTreeMap::from([(node_id, grpc_addr.to_string())]),
+        };
+        if !initial_cluster.contains_key(&node_id) {
+            return Err(ConfigError::NotInCluster(node_id));
+        }
+        Ok(NodeConfig {
+            node_id,
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./streamd-data")),
+            grpc_addr,
+            kinesis_addr: self.kinesis_addr.or(file.kinesis_addr).unwrap_or(loopback(4567)),
+            admin_addr: self.admin_addr.or(file.admin_addr).unwrap_or(loopback(9090)),
+            initial_cluster,
+            shard_limits: self.shard_limits.or(file.shard_limits).unwrap_or(ShardLimitsFlag::Kinesis),
+            region: self.region.or(file.region).unwrap_or_else(|| "us-east-1".into()),
+            log_format: self.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_make_a_one_node_cluster() {
+        let c = NodeFlags::default().resolve().unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.grpc_addr.port(), 50051);
+        assert_eq!(c.kinesis_addr.port(), 4567);
+        assert_eq!(c.admin_addr.port(), 9090);
+        assert_eq!(c.initial_cluster.len(), 1);
+    }
+
+    #[test]
+    fn initial_cluster_is_parsed_and_checked() {
+        let m = parse_cluster("1=a:1, 2=b:2,3=c:3").unwrap();
+        assert_eq!(m.len(), 3);
+        assert!(parse_cluster("x=a").is_err());
+        assert!(parse_cluster("0=a:1").is_err());
+        let flags = NodeFlags { node_id: Some(4), initial_cluster: Some("1=a:1".into()), ..Default::default() };
+        assert!(matches!(flags.resolve(), Err(ConfigError::NotInCluster(4))));
+    }
+}

@@ -1,0 +1,118 @@
+//! Carries out what the planner (`streamd_meta::plan_node`) decides for this node: opens and
+//! initializes shard replicas, drops replicas of deleted streams, reports new leaders to the
+//! metadata group, and has shard leaders trim records past their stream's retention.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use streamd_meta::{LocalGroup, MetaCommand, NodeAction, plan_node};
+use streamd_shard::command::ShardRequest;
+use streamd_shard::{SHARD_TREE, ShardReader, ShardService, ShardState, ShardStateMachine};
+use tokio::sync::watch;
+
+use crate::node::Node;
+
+const TICK: Duration = Duration::from_millis(250);
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+pub(crate) async fn run(node: Node) {
+    let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let mut changes = node.meta_changes.clone();
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        reconcile(&node, &in_flight).await;
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = tokio::time::Instant::now();
+            trim_expired(&node);
+        }
+        // Wake on a metadata change or at the next tick, whichever comes first.
+        let _ = tokio::time::timeout(TICK, changes.changed()).await;
+    }
+}
+
+#[tracing::instrument(name = "driver.reconcile", skip_all)]
+async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
+    let me = node.host.node_id();
+    let meta = node.meta.read().clone();
+    for n in meta.nodes.values() {
+        node.host.peers().set_address(n.id, &n.addr);
+    }
+    let local: Vec<LocalGroup> = node
+        .shards
+        .read()
+        .keys()
+        .map(|g| LocalGroup {
+            group: *g,
+            is_leader: node.host.group(*g).is_some_and(|h| h.status().is_leader),
+        })
+        .collect();
+    for action in plan_node(&meta, me, &local) {
+        match action {
+            NodeAction::OpenShard { group, members, initialize } => {
+                if let Err(e) = open_shard(node, group).await {
+                    tracing::error!(group_id = group, error = %e, "failed to open shard replica");
+                    continue;
+                }
+                if initialize && let Some(h) = node.host.group(group) {
+                    if let Err(e) = h.initialize(&members).await {
+                        tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
+                    }
+                }
+            }
+            NodeAction::DropGroup { group } => {
+                node.shards.write().remove(&group);
+                if let Err(e) = node.host.remove_group(group, SHARD_TREE).await {
+                    tracing::error!(group_id = group, error = %e, "failed to drop shard replica");
+                }
+            }
+            NodeAction::ReportReady { group } => {
+                if !in_flight.lock().insert(group) {
+                    continue;
+                }
+                let gw = node.gateway.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = gw.propose_meta(&MetaCommand::ShardReady { group_id: group }).await {
+                        tracing::debug!(group_id = group, error = %e, "shard ready not reported yet");
+                    }
+                    in_flight.lock().remove(&group);
+                });
+            }
+        }
+    }
+}
+
+async fn open_shard(node: &Node, group: u64) -> std::io::Result<()> {
+    let state = Arc::new(RwLock::new(ShardState::default()));
+    let (tx, rx) = watch::channel(None);
+    let sm = ShardStateMachine::new(group, state.clone(), tx);
+    let tree = node.host.db().tree(SHARD_TREE).map_err(std::io::Error::from)?;
+    let reader = ShardReader::new(group, tree, state, rx);
+    let service = Arc::new(ShardService::new(group, reader, node.limits));
+    node.host.open_group(group, SHARD_TREE, Box::new(sm), Some(service.clone())).await?;
+    node.shards.write().insert(group, service);
+    Ok(())
+}
+
+/// Shard leaders propose a trim of everything older than the stream's retention.
+fn trim_expired(node: &Node) {
+    let now = streamd_shard::now_ms();
+    let meta = node.meta.read().clone();
+    for (stream, sh) in meta.all_shards() {
+        let Some(h) = node.host.group(sh.group_id) else { continue };
+        if !h.status().is_leader {
+            continue;
+        }
+        let Some(service) = node.shards.read().get(&sh.group_id).cloned() else { continue };
+        let cutoff_ms = now - i64::from(stream.retention_hours) * 3_600_000;
+        let Ok(req) = bincode::serialize(&ShardRequest::Trim { cutoff_ms }) else { continue };
+        let group = sh.group_id;
+        tokio::spawn(async move {
+            if let Err(e) = streamd_raft::GroupService::propose(&*service, h, req).await {
+                tracing::debug!(group_id = group, error = %e, "retention trim not applied");
+            }
+        });
+    }
+}

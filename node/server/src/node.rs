@@ -1,0 +1,125 @@
+//! Builds a node: storage, then the Raft host, then the metadata group, then the gateway and
+//! its listeners, then the driver that keeps local shard groups in line with the metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use streamd_gateway::{Gateway, LocalShards, StreamdService};
+use streamd_meta::{META_TREE, MetaCommand, MetaService, MetaState, MetaStateMachine, NodeInfo};
+use streamd_raft::{InternalService, META_GROUP, PeerClients, RaftHost, RaftOptions};
+use streamd_storage::{LogEngine, SledStore, WalOptions};
+use tokio::sync::watch;
+
+use crate::config::{NodeConfig, ShardLimitsFlag};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NodeError {
+    #[error("failed to open storage in {dir}: {source}")]
+    Storage { dir: String, source: streamd_storage::StorageError },
+    #[error("failed to create data directory {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error("failed to start the metadata group: {0}")]
+    Meta(std::io::Error),
+    #[error("failed to listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("gRPC server failed: {0}")]
+    Serve(tonic::transport::Error),
+}
+
+/// A running node's parts, shared with the admin endpoints and the driver.
+#[derive(Clone)]
+pub(crate) struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) host: RaftHost,
+    pub(crate) meta: Arc<RwLock<MetaState>>,
+    pub(crate) meta_changes: watch::Receiver<u64>,
+    pub(crate) shards: LocalShards,
+    pub(crate) gateway: Gateway,
+    pub(crate) limits: streamd_shard::ShardLimits,
+}
+
+impl Node {
+    pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let dir = config.data_dir.clone();
+        let storage_err = |source| NodeError::Storage { dir: dir.display().to_string(), source };
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| NodeError::DataDir { dir: dir.display().to_string(), source })?;
+        let engine = LogEngine::open(&dir.join("wal"), WalOptions::default()).map_err(storage_err)?;
+        let db = SledStore::open(dir.join("sled")).map_err(storage_err)?;
+
+        let peers = PeerClients::default();
+        for (id, addr) in &config.initial_cluster {
+            peers.set_address(*id, addr);
+        }
+        let host = RaftHost::new(config.node_id, engine, db, peers, RaftOptions::default());
+
+        let meta = Arc::new(RwLock::new(MetaState::default()));
+        let (meta_tx, meta_changes) = watch::channel(0u64);
+        let sm = MetaStateMachine::new(meta.clone(), meta_tx);
+        let service = Arc::new(MetaService::new(meta.clone()));
+        let meta_group = host
+            .open_group(META_GROUP, META_TREE, Box::new(sm), Some(service))
+            .await
+            .map_err(NodeError::Meta)?;
+        // Peers learnt from the replicated membership win over the command line.
+        for n in meta.read().nodes.values() {
+            host.peers().set_address(n.id, &n.addr);
+        }
+        let first = config.initial_cluster.keys().next().copied();
+        if first == Some(config.node_id) {
+            if let Err(e) = meta_group.initialize(&config.initial_cluster).await {
+                tracing::warn!(error = %e, "metadata group not initialized");
+            }
+        }
+
+        let shards: LocalShards = Arc::new(RwLock::new(HashMap::new()));
+        let gateway = Gateway::new(host.clone(), meta.clone(), shards.clone(), config.region.clone());
+        let limits = match config.shard_limits {
+            ShardLimitsFlag::Kinesis => streamd_shard::ShardLimits::Kinesis,
+            ShardLimitsFlag::Off => streamd_shard::ShardLimits::Off,
+        };
+        Ok(Node { config, host, meta, meta_changes, shards, gateway, limits })
+    }
+
+    /// Proposes the cluster's founding entry until the metadata shows the cluster formed.
+    pub(crate) async fn form_cluster(&self) {
+        loop {
+            if !self.meta.read().cluster_secret.is_empty() {
+                return;
+            }
+            let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+            let nodes = self
+                .config
+                .initial_cluster
+                .iter()
+                .map(|(id, addr)| NodeInfo { id: *id, addr: addr.clone() })
+                .collect();
+            let cmd = MetaCommand::Init { secret, nodes, replication_factor: 3 };
+            if let Err(e) = self.gateway.propose_meta(&cmd).await {
+                tracing::debug!(error = %e, "cluster not formed yet");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Serves the public and internal gRPC services until `shutdown` resolves.
+    pub(crate) async fn serve_grpc(&self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(streamd_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Meta(std::io::Error::other(e.to_string())))?;
+        let listener = tokio::net::TcpListener::bind(self.config.grpc_addr)
+            .await
+            .map_err(|source| NodeError::Listen { addr: self.config.grpc_addr, source })?;
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(StreamdService::new(self.gateway.clone()))
+            .add_service(InternalService::new(self.host.clone()))
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .await
+            .map_err(NodeError::Serve)
+    }
+}

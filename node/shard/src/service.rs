@@ -1,0 +1,138 @@
+//! The requests a shard replica answers: writes (on the leader) and reads (on any replica).
+//!
+//! Hot path: every PutRecords batch for this shard passes through `propose` on the leader. No
+//! blocking I/O, no per-record logging, one Raft entry per batch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use streamd_proto::ids::SequenceNumber;
+use streamd_proto::{ApiError, ErrorCode};
+use streamd_raft::{GroupHandle, GroupService};
+
+use crate::command::{
+    ApplyReply, QueryReply, RecordResult, ShardCommand, ShardQuery, ShardReply, ShardRequest,
+};
+use crate::limits::{ShardLimits, WriteBudget};
+use crate::reader::ShardReader;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+pub struct ShardService {
+    group: u64,
+    reader: ShardReader,
+    limits: ShardLimits,
+    budget: Mutex<WriteBudget>,
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
+    bincode::serialize(v).map_err(|e| ApiError::internal(format!("failed to encode: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
+    bincode::deserialize(b).map_err(|e| ApiError::internal(format!("failed to decode: {e}")))
+}
+
+impl ShardService {
+    pub fn new(group: u64, reader: ShardReader, limits: ShardLimits) -> Self {
+        ShardService { group, reader, limits, budget: Mutex::new(WriteBudget::new()) }
+    }
+
+    pub fn reader(&self) -> &ShardReader {
+        &self.reader
+    }
+
+    /// Admission: records over the shard's write budget fail individually, as Kinesis does.
+    fn admit(&self, records: &[crate::command::RecordIn]) -> Vec<bool> {
+        if self.limits == ShardLimits::Off {
+            return vec![true; records.len()];
+        }
+        let mut budget = self.budget.lock();
+        records.iter().map(|r| budget.take(r.data.len() + r.partition_key.len())).collect()
+    }
+
+    async fn put(
+        group: u64,
+        handle: GroupHandle,
+        records: Vec<crate::command::RecordIn>,
+        admitted: Vec<bool>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let total = records.len();
+        let accepted: Vec<_> =
+            records.into_iter().zip(admitted.iter()).filter(|(_, ok)| **ok).map(|(r, _)| r).collect();
+        let mut sequence = Vec::new();
+        if !accepted.is_empty() {
+            let cmd = encode(&ShardCommand::Put { arrival_ms: now_ms(), records: accepted })?;
+            let reply = handle.propose(cmd).await.map_err(ApiError::from)?;
+            match decode::<ApplyReply>(&reply)? {
+                ApplyReply::Put { log_index, count } => {
+                    sequence = (0..count).map(|p| SequenceNumber::new(group, log_index, p as u16).0).collect();
+                }
+                ApplyReply::Trimmed => return Err(ApiError::internal("unexpected reply to a put")),
+            }
+        }
+        let mut seqs = sequence.into_iter();
+        let mut results = Vec::with_capacity(total);
+        for ok in admitted {
+            results.push(match (ok, ok.then(|| seqs.next()).flatten()) {
+                (true, Some(s)) => RecordResult::Ok { sequence_number: s },
+                (true, None) => RecordResult::Failed {
+                    error: ErrorCode::InternalFailure.name().into(),
+                    message: "record was not written".into(),
+                },
+                (false, _) => RecordResult::Failed {
+                    error: ErrorCode::ProvisionedThroughputExceeded.name().into(),
+                    message: "Rate exceeded for shard in stream.".into(),
+                },
+            });
+        }
+        encode(&ShardReply::Put { results })
+    }
+}
+
+impl GroupService for ShardService {
+    fn propose(
+        &self,
+        handle: GroupHandle,
+        request: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static>> {
+        let group = self.group;
+        let req = match decode::<ShardRequest>(&request) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        // Fail fast on followers so the caller re-routes before spending the leader's budget.
+        let status = handle.status();
+        if !status.is_leader {
+            return Box::pin(async move { Err(ApiError::not_leader(status.leader)) });
+        }
+        match req {
+            ShardRequest::Put { records } => {
+                let admitted = self.admit(&records);
+                Box::pin(Self::put(group, handle, records, admitted))
+            }
+            ShardRequest::Trim { cutoff_ms } => Box::pin(async move {
+                let cmd = encode(&ShardCommand::Trim { cutoff_ms })?;
+                handle.propose(cmd).await.map_err(ApiError::from)?;
+                encode(&ShardReply::Trimmed)
+            }),
+        }
+    }
+
+    fn query(&self, request: &[u8]) -> Result<Vec<u8>, ApiError> {
+        match decode::<ShardQuery>(request)? {
+            ShardQuery::Position(at) => encode(&QueryReply::Position(self.reader.position(at)?)),
+            ShardQuery::Read { from, limit, max_bytes } => {
+                encode(&QueryReply::Read(self.reader.read(from, limit, max_bytes, now_ms())?))
+            }
+        }
+    }
+}
+
+/// Shared handle type for the node's registry of local shard services.
+pub type SharedShardService = Arc<ShardService>;

@@ -1,0 +1,4 @@
+//! Fault injection on node processes. Network faults (namespaces, delaying proxies) go here beside
+//! `signal`.
+
+pub mod signal;
