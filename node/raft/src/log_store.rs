@@ -84,7 +84,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         };
-        Ok(LogState { last_log_id: last.or_else(|| last_purged.clone()), last_purged_log_id: last_purged })
+        Ok(LogState { last_log_id: last.or(last_purged), last_purged_log_id: last_purged })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -122,7 +122,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let bytes = bincode::serialize(&Some(log_id.clone())).map_err(io::Error::other)?;
+        let bytes = bincode::serialize(&Some(log_id)).map_err(io::Error::other)?;
         self.engine.put_meta(self.group, META_PURGED, bytes.into()).await?;
         self.engine.purge_upto(self.group, log_id.index()).await?;
         Ok(())

@@ -72,7 +72,7 @@ impl StateMachineAdapter {
     }
 
     fn applied_record(&self) -> io::Result<Vec<u8>> {
-        let s = AppliedState { applied: self.applied.clone(), membership: self.membership.clone() };
+        let s = AppliedState { applied: self.applied, membership: self.membership.clone() };
         bincode::serialize(&s).map_err(io::Error::other)
     }
 
@@ -95,7 +95,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineAdapter {
         self.db.flush().map_err(io::Error::from)?;
         let data = self.dump()?;
         let meta = SnapshotMeta {
-            last_log_id: self.applied.clone(),
+            last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
         self.current = Some((meta.clone(), data.clone()));
@@ -108,7 +108,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
     type SnapshotBuilder = SnapshotView;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.applied.clone(), self.membership.clone()))
+        Ok((self.applied, self.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -124,11 +124,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(cmd) => self.sm.apply(entry.log_id.index(), &cmd.0, &mut batch),
                 EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Vec::new()
                 }
             };
-            self.applied = Some(entry.log_id.clone());
+            self.applied = Some(entry.log_id);
             if let Some(r) = responder {
                 replies.push((r, reply));
             }
@@ -163,7 +163,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
                 batch.insert(k, v);
             }
         }
-        self.applied = meta.last_log_id.clone();
+        self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         batch.insert(group_key(self.group, APPLIED_KEY), self.applied_record()?);
         self.tree.apply_batch(batch).map_err(io::Error::other)?;

@@ -11,14 +11,19 @@ use streamd_raft::META_GROUP;
 
 use crate::node::{Node, NodeError};
 
-pub(crate) async fn serve(node: Node, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+pub(crate) async fn serve(
+    node: Node,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     let addr = node.config.admin_addr;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(node);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr, source })?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -36,7 +41,11 @@ pub(crate) fn not_ready_reason(node: &Node) -> Option<String> {
     }
     let groups: Vec<u64> = node.shards.read().keys().copied().collect();
     for g in groups {
-        if node.host.group(g).is_none_or(|h| h.status().leader.is_none()) {
+        if node
+            .host
+            .group(g)
+            .is_none_or(|h| h.status().leader.is_none())
+        {
             return Some(format!("shard group {g} has no leader"));
         }
     }
@@ -55,8 +64,16 @@ async fn readyz(State(node): State<Node>) -> (StatusCode, String) {
 async fn metrics(State(node): State<Node>) -> String {
     let mut out = String::new();
     let wal = node.host.engine().stats();
-    let _ = writeln!(out, "# TYPE streamd_wal_fsyncs_total counter\nstreamd_wal_fsyncs_total {}", wal.fsyncs);
-    let _ = writeln!(out, "# TYPE streamd_wal_bytes_written_total counter\nstreamd_wal_bytes_written_total {}", wal.bytes_written);
+    let _ = writeln!(
+        out,
+        "# TYPE streamd_wal_fsyncs_total counter\nstreamd_wal_fsyncs_total {}",
+        wal.fsyncs
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE streamd_wal_bytes_written_total counter\nstreamd_wal_bytes_written_total {}",
+        wal.bytes_written
+    );
     let _ = writeln!(out, "# TYPE streamd_raft_term gauge");
     let groups = node.host.groups();
     for g in &groups {
@@ -66,13 +83,25 @@ async fn metrics(State(node): State<Node>) -> String {
     let _ = writeln!(out, "# TYPE streamd_raft_is_leader gauge");
     for g in &groups {
         let s = g.status();
-        let _ = writeln!(out, "streamd_raft_is_leader{{group=\"{}\"}} {}", s.group, u8::from(s.is_leader));
+        let _ = writeln!(
+            out,
+            "streamd_raft_is_leader{{group=\"{}\"}} {}",
+            s.group,
+            u8::from(s.is_leader)
+        );
     }
     let _ = writeln!(out, "# TYPE streamd_raft_apply_lag gauge");
     for g in &groups {
         let s = g.status();
-        let lag = s.last_log_index.unwrap_or(0).saturating_sub(s.last_applied.unwrap_or(0));
-        let _ = writeln!(out, "streamd_raft_apply_lag{{group=\"{}\"}} {}", s.group, lag);
+        let lag = s
+            .last_log_index
+            .unwrap_or(0)
+            .saturating_sub(s.last_applied.unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "streamd_raft_apply_lag{{group=\"{}\"}} {}",
+            s.group, lag
+        );
     }
     out
 }

@@ -8,8 +8,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "streamd", version, about = "A Raft-replicated stream cluster with a Kinesis-compatible API")]
-#[command(after_help = "Examples:\n  streamd                      one-node cluster on loopback, data in ./streamd-data\n  streamd dev --nodes 3        three nodes on loopback, every shard replicated three times\n  streamd --node-id 2 --data-dir /var/lib/streamd --grpc-addr 10.0.0.2:50051 \\\n          --initial-cluster 1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051")]
+#[command(
+    name = "streamd",
+    version,
+    about = "A Raft-replicated stream cluster with a Kinesis-compatible API"
+)]
+#[command(
+    after_help = "Examples:\n  streamd                      one-node cluster on loopback, data in ./streamd-data\n  streamd dev --nodes 3        three nodes on loopback, every shard replicated three times\n  streamd --node-id 2 --data-dir /var/lib/streamd --grpc-addr 10.0.0.2:50051 \\\n          --initial-cluster 1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -113,9 +119,15 @@ pub(crate) struct NodeConfig {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     #[error("failed to read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to parse config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid --initial-cluster entry {0:?}: expected id=host:port")]
     InitialCluster(String),
     #[error("--initial-cluster does not list this node's id {0}")]
@@ -127,8 +139,13 @@ pub(crate) enum ConfigError {
 fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('=').ok_or_else(|| ConfigError::InitialCluster(part.into()))?;
-        let id: u64 = id.trim().parse().map_err(|_| ConfigError::InitialCluster(part.into()))?;
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| ConfigError::InitialCluster(part.into()))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::InitialCluster(part.into()))?;
         if id == 0 || addr.trim().is_empty() {
             return Err(ConfigError::InitialCluster(part.into()));
         }
@@ -141,9 +158,14 @@ impl NodeFlags {
     pub(crate) fn resolve(self) -> Result<NodeConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
             }
             None => FileConfig::default(),
         };
@@ -162,14 +184,32 @@ impl NodeFlags {
         }
         Ok(NodeConfig {
             node_id,
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./streamd-data")),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./streamd-data")),
             grpc_addr,
-            kinesis_addr: self.kinesis_addr.or(file.kinesis_addr).unwrap_or(loopback(4567)),
-            admin_addr: self.admin_addr.or(file.admin_addr).unwrap_or(loopback(9090)),
+            kinesis_addr: self
+                .kinesis_addr
+                .or(file.kinesis_addr)
+                .unwrap_or(loopback(4567)),
+            admin_addr: self
+                .admin_addr
+                .or(file.admin_addr)
+                .unwrap_or(loopback(9090)),
             initial_cluster,
-            shard_limits: self.shard_limits.or(file.shard_limits).unwrap_or(ShardLimitsFlag::Kinesis),
-            region: self.region.or(file.region).unwrap_or_else(|| "us-east-1".into()),
-            log_format: self.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            shard_limits: self
+                .shard_limits
+                .or(file.shard_limits)
+                .unwrap_or(ShardLimitsFlag::Kinesis),
+            region: self
+                .region
+                .or(file.region)
+                .unwrap_or_else(|| "us-east-1".into()),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
         })
     }
 }
@@ -194,7 +234,11 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert!(parse_cluster("x=a").is_err());
         assert!(parse_cluster("0=a:1").is_err());
-        let flags = NodeFlags { node_id: Some(4), initial_cluster: Some("1=a:1".into()), ..Default::default() };
+        let flags = NodeFlags {
+            node_id: Some(4),
+            initial_cluster: Some("1=a:1".into()),
+            ..Default::default()
+        };
         assert!(matches!(flags.resolve(), Err(ConfigError::NotInCluster(4))));
     }
 }

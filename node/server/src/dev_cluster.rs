@@ -19,12 +19,18 @@ pub(crate) enum DevError {
 }
 
 #[allow(clippy::print_stdout)]
-pub(crate) async fn run(nodes: u64, data_dir: &Path, limits: ShardLimitsFlag) -> Result<(), DevError> {
+pub(crate) async fn run(
+    nodes: u64,
+    data_dir: &Path,
+    limits: ShardLimitsFlag,
+) -> Result<(), DevError> {
     if !(1..=9).contains(&nodes) {
         return Err(DevError::Size(nodes));
     }
     let exe = std::env::current_exe().map_err(DevError::Exe)?;
-    let cluster: Vec<String> = (1..=nodes).map(|i| format!("{i}=127.0.0.1:{}", 50050 + i)).collect();
+    let cluster: Vec<String> = (1..=nodes)
+        .map(|i| format!("{i}=127.0.0.1:{}", 50050 + i))
+        .collect();
     let cluster = cluster.join(",");
     let limits = match limits {
         ShardLimitsFlag::Kinesis => "kinesis",
@@ -33,13 +39,20 @@ pub(crate) async fn run(nodes: u64, data_dir: &Path, limits: ShardLimitsFlag) ->
     let mut children: Vec<Child> = Vec::new();
     for i in 1..=nodes {
         let child = Command::new(&exe)
-            .arg("--node-id").arg(i.to_string())
-            .arg("--data-dir").arg(data_dir.join(format!("node-{i}")))
-            .arg("--grpc-addr").arg(format!("127.0.0.1:{}", 50050 + i))
-            .arg("--kinesis-addr").arg(format!("127.0.0.1:{}", 4566 + i))
-            .arg("--admin-addr").arg(format!("127.0.0.1:{}", 9089 + i))
-            .arg("--initial-cluster").arg(&cluster)
-            .arg("--shard-limits").arg(limits)
+            .arg("--node-id")
+            .arg(i.to_string())
+            .arg("--data-dir")
+            .arg(data_dir.join(format!("node-{i}")))
+            .arg("--grpc-addr")
+            .arg(format!("127.0.0.1:{}", 50050 + i))
+            .arg("--kinesis-addr")
+            .arg(format!("127.0.0.1:{}", 4566 + i))
+            .arg("--admin-addr")
+            .arg(format!("127.0.0.1:{}", 9089 + i))
+            .arg("--initial-cluster")
+            .arg(&cluster)
+            .arg("--shard-limits")
+            .arg(limits)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()

@@ -50,16 +50,19 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
         .collect();
     for action in plan_node(&meta, me, &local) {
         match action {
-            NodeAction::OpenShard { group, members, initialize } => {
+            NodeAction::OpenShard {
+                group,
+                members,
+                initialize,
+            } => {
                 if let Err(e) = open_shard(node, group).await {
                     tracing::error!(group_id = group, error = %e, "failed to open shard replica");
                     continue;
                 }
-                if initialize && let Some(h) = node.host.group(group) {
-                    if let Err(e) = h.initialize(&members).await {
+                if initialize && let Some(h) = node.host.group(group)
+                    && let Err(e) = h.initialize(&members).await {
                         tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
                     }
-                }
             }
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);
@@ -74,7 +77,10 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
                 let gw = node.gateway.clone();
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = gw.propose_meta(&MetaCommand::ShardReady { group_id: group }).await {
+                    if let Err(e) = gw
+                        .propose_meta(&MetaCommand::ShardReady { group_id: group })
+                        .await
+                    {
                         tracing::debug!(group_id = group, error = %e, "shard ready not reported yet");
                     }
                     in_flight.lock().remove(&group);
@@ -88,10 +94,16 @@ async fn open_shard(node: &Node, group: u64) -> std::io::Result<()> {
     let state = Arc::new(RwLock::new(ShardState::default()));
     let (tx, rx) = watch::channel(None);
     let sm = ShardStateMachine::new(group, state.clone(), tx);
-    let tree = node.host.db().tree(SHARD_TREE).map_err(std::io::Error::from)?;
+    let tree = node
+        .host
+        .db()
+        .tree(SHARD_TREE)
+        .map_err(std::io::Error::from)?;
     let reader = ShardReader::new(group, tree, state, rx);
     let service = Arc::new(ShardService::new(group, reader, node.limits));
-    node.host.open_group(group, SHARD_TREE, Box::new(sm), Some(service.clone())).await?;
+    node.host
+        .open_group(group, SHARD_TREE, Box::new(sm), Some(service.clone()))
+        .await?;
     node.shards.write().insert(group, service);
     Ok(())
 }
@@ -101,13 +113,19 @@ fn trim_expired(node: &Node) {
     let now = streamd_shard::now_ms();
     let meta = node.meta.read().clone();
     for (stream, sh) in meta.all_shards() {
-        let Some(h) = node.host.group(sh.group_id) else { continue };
+        let Some(h) = node.host.group(sh.group_id) else {
+            continue;
+        };
         if !h.status().is_leader {
             continue;
         }
-        let Some(service) = node.shards.read().get(&sh.group_id).cloned() else { continue };
+        let Some(service) = node.shards.read().get(&sh.group_id).cloned() else {
+            continue;
+        };
         let cutoff_ms = now - i64::from(stream.retention_hours) * 3_600_000;
-        let Ok(req) = bincode::serialize(&ShardRequest::Trim { cutoff_ms }) else { continue };
+        let Ok(req) = bincode::serialize(&ShardRequest::Trim { cutoff_ms }) else {
+            continue;
+        };
         let group = sh.group_id;
         tokio::spawn(async move {
             if let Err(e) = streamd_raft::GroupService::propose(&*service, h, req).await {

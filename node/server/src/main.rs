@@ -12,9 +12,12 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Cli, Command, LogFormat};
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("STREAMD_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("STREAMD_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -24,13 +27,14 @@ fn init_tracing(format: LogFormat) {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -43,15 +47,26 @@ async fn shutdown_signal() {
 #[allow(clippy::print_stdout)]
 fn print_endpoints(c: &config::NodeConfig) {
     println!("streamd node {} ready to start", c.node_id);
-    println!("  gRPC     {}  (streamd.v1.Streamd, reflection on)", c.grpc_addr);
-    println!("  admin    http://{}  (/metrics /healthz /readyz)", c.admin_addr);
+    println!(
+        "  gRPC     {}  (streamd.v1.Streamd, reflection on)",
+        c.grpc_addr
+    );
+    println!(
+        "  admin    http://{}  (/metrics /healthz /readyz)",
+        c.admin_addr
+    );
     println!("  data     {}", c.data_dir.display());
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Dev { nodes, data_dir, shard_limits }) = cli.command {
+    if let Some(Command::Dev {
+        nodes,
+        data_dir,
+        shard_limits,
+    }) = cli.command
+    {
         init_tracing(LogFormat::Text);
         return match dev_cluster::run(nodes, &data_dir, shard_limits).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,13 +17,19 @@ use crate::config::{NodeConfig, ShardLimitsFlag};
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NodeError {
     #[error("failed to open storage in {dir}: {source}")]
-    Storage { dir: String, source: streamd_storage::StorageError },
+    Storage {
+        dir: String,
+        source: streamd_storage::StorageError,
+    },
     #[error("failed to create data directory {dir}: {source}")]
     DataDir { dir: String, source: std::io::Error },
     #[error("failed to start the metadata group: {0}")]
     Meta(std::io::Error),
     #[error("failed to listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
 }
@@ -43,10 +49,16 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let dir = config.data_dir.clone();
-        let storage_err = |source| NodeError::Storage { dir: dir.display().to_string(), source };
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| NodeError::DataDir { dir: dir.display().to_string(), source })?;
-        let engine = LogEngine::open(&dir.join("wal"), WalOptions::default()).map_err(storage_err)?;
+        let storage_err = |source| NodeError::Storage {
+            dir: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        let engine =
+            LogEngine::open(&dir.join("wal"), WalOptions::default()).map_err(storage_err)?;
         let db = SledStore::open(dir.join("sled")).map_err(storage_err)?;
 
         let peers = PeerClients::default();
@@ -68,19 +80,31 @@ impl Node {
             host.peers().set_address(n.id, &n.addr);
         }
         let first = config.initial_cluster.keys().next().copied();
-        if first == Some(config.node_id) {
-            if let Err(e) = meta_group.initialize(&config.initial_cluster).await {
+        if first == Some(config.node_id)
+            && let Err(e) = meta_group.initialize(&config.initial_cluster).await {
                 tracing::warn!(error = %e, "metadata group not initialized");
             }
-        }
 
         let shards: LocalShards = Arc::new(RwLock::new(HashMap::new()));
-        let gateway = Gateway::new(host.clone(), meta.clone(), shards.clone(), config.region.clone());
+        let gateway = Gateway::new(
+            host.clone(),
+            meta.clone(),
+            shards.clone(),
+            config.region.clone(),
+        );
         let limits = match config.shard_limits {
             ShardLimitsFlag::Kinesis => streamd_shard::ShardLimits::Kinesis,
             ShardLimitsFlag::Off => streamd_shard::ShardLimits::Off,
         };
-        Ok(Node { config, host, meta, meta_changes, shards, gateway, limits })
+        Ok(Node {
+            config,
+            host,
+            meta,
+            meta_changes,
+            shards,
+            gateway,
+            limits,
+        })
     }
 
     /// Proposes the cluster's founding entry until the metadata shows the cluster formed.
@@ -94,9 +118,16 @@ impl Node {
                 .config
                 .initial_cluster
                 .iter()
-                .map(|(id, addr)| NodeInfo { id: *id, addr: addr.clone() })
+                .map(|(id, addr)| NodeInfo {
+                    id: *id,
+                    addr: addr.clone(),
+                })
                 .collect();
-            let cmd = MetaCommand::Init { secret, nodes, replication_factor: 3 };
+            let cmd = MetaCommand::Init {
+                secret,
+                nodes,
+                replication_factor: 3,
+            };
             if let Err(e) = self.gateway.propose_meta(&cmd).await {
                 tracing::debug!(error = %e, "cluster not formed yet");
             }
@@ -105,20 +136,29 @@ impl Node {
     }
 
     /// Serves the public and internal gRPC services until `shutdown` resolves.
-    pub(crate) async fn serve_grpc(&self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+    pub(crate) async fn serve_grpc(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), NodeError> {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(streamd_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Meta(std::io::Error::other(e.to_string())))?;
         let listener = tokio::net::TcpListener::bind(self.config.grpc_addr)
             .await
-            .map_err(|source| NodeError::Listen { addr: self.config.grpc_addr, source })?;
+            .map_err(|source| NodeError::Listen {
+                addr: self.config.grpc_addr,
+                source,
+            })?;
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(StreamdService::new(self.gateway.clone()))
             .add_service(InternalService::new(self.host.clone()))
             .add_service(reflection)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown,
+            )
             .await
             .map_err(NodeError::Serve)
     }

@@ -76,10 +76,8 @@ impl ShardStateMachine {
         let time_lo = keys::time(self.group, 0, 0);
         let time_hi = keys::time(self.group, cutoff_ms, 0);
         let mut new_trim = None;
-        for kv in tree.range(time_hi.clone()..keys::time(self.group, i64::MAX, u128::MAX)).take(1) {
-            if let Ok((k, _)) = kv {
-                new_trim = keys::parse_time_key(&k).map(|(_, s)| s);
-            }
+        for (k, _) in tree.range(time_hi.clone()..keys::time(self.group, i64::MAX, u128::MAX)).take(1).flatten() {
+            new_trim = keys::parse_time_key(&k).map(|(_, s)| s);
         }
         let new_trim = match new_trim {
             Some(s) => s,
@@ -89,15 +87,11 @@ impl ShardStateMachine {
         if new_trim <= self.working.trim_seq {
             return ApplyReply::Trimmed;
         }
-        for kv in tree.range(keys::record(self.group, self.working.trim_seq)..keys::record(self.group, new_trim)) {
-            if let Ok((k, _)) = kv {
-                batch.remove(k);
-            }
+        for (k, _) in tree.range(keys::record(self.group, self.working.trim_seq)..keys::record(self.group, new_trim)).flatten() {
+            batch.remove(k);
         }
-        for kv in tree.range(time_lo..time_hi) {
-            if let Ok((k, _)) = kv {
-                batch.remove(k);
-            }
+        for (k, _) in tree.range(time_lo..time_hi).flatten() {
+            batch.remove(k);
         }
         self.working.trim_seq = new_trim;
         batch.insert(keys::state(self.group), Self::encode(&self.working));

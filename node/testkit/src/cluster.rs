@@ -378,6 +378,8 @@ impl Cluster {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
+        // Logs go to files: no colour codes.
+        cmd.env("NO_COLOR", "1");
         cmd.envs(env);
         let child = cmd
             .spawn()

@@ -125,7 +125,9 @@ impl Index {
     pub(crate) fn append(&mut self, group: u64, first: u64, slots: impl Iterator<Item = Slot>) {
         self.truncate_from(group, first);
         let g = self.groups.entry(group).or_default();
-        for (i, slot) in (first..).zip(slots) {
+        for (n, slot) in slots.enumerate() {
+            // Callers guarantee first + count does not overflow.
+            let i = first.saturating_add(n as u64);
             if let Slot::Disk(loc) = &slot
                 && let Some(seg) = self.segments.get_mut(&loc.segment)
             {

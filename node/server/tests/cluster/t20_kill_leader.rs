@@ -1,0 +1,244 @@
+//! SIGKILL of a shard leader under continuous writes: writes to its shard are acknowledged again
+//! within 10 s, the restarted node catches up until all three replicas hold identical shards, and
+//! no acknowledged record is lost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use streamd_client::{ClientOptions, StreamdClient};
+use streamd_testkit::{Cluster, wait_ok, wait_until};
+use tokio::time::Instant;
+
+use crate::{
+    Acked, Outcomes, StreamRecords, bounded, check_exactly_once, missing_acked, put_and_file,
+    random_entries, read_stream, shard_leader, start_cluster, test_rng,
+};
+
+const STREAM: &str = "t20-events";
+const SHARD_0: &str = "shardId-000000000000";
+const WRITERS: usize = 4;
+const BATCH: usize = 50;
+/// Longest a shard may go without acknowledged writes after its leader is killed.
+const MAX_WRITE_GAP: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_survive_killing_a_shard_leader() {
+    bounded(Duration::from_secs(360), "t20", async {
+        let mut rng = test_rng("t20");
+        let mut cluster = start_cluster(3, true).await;
+        let client = cluster.client();
+        client.create_stream(STREAM, 4).await.unwrap();
+        client
+            .wait_stream_active(STREAM, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let leader = shard_leader(&client, STREAM, SHARD_0).await;
+        eprintln!("t20: node {leader} leads {SHARD_0}");
+
+        let outcomes: Arc<Mutex<Vec<Outcomes>>> = Arc::new(Mutex::new(
+            (0..WRITERS).map(|_| Outcomes::default()).collect(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let client = cluster.client_with(options.clone());
+            let (outcomes, stop) = (outcomes.clone(), stop.clone());
+            let seed: u64 = rand::Rng::random(&mut rng);
+            writers.push(tokio::spawn(write_until_stopped(
+                client, w, seed, outcomes, stop,
+            )));
+        }
+
+        let acked_on = |shard: &str, after: Option<Instant>| {
+            let o = outcomes.lock().unwrap();
+            o.iter()
+                .flat_map(|o| &o.acked)
+                .filter(|a| a.shard_id == shard && after.is_none_or(|t| a.at > t))
+                .count()
+        };
+        wait_until(
+            Duration::from_secs(30),
+            "200 acknowledged writes to shard 0",
+            || async { acked_on(SHARD_0, None) >= 200 },
+        )
+        .await;
+
+        cluster.kill9(leader);
+        let killed_at = Instant::now();
+        eprintln!("t20: killed node {leader}");
+        wait_until(
+            Duration::from_secs(30),
+            "shard 0 to acknowledge writes after the kill",
+            || async { acked_on(SHARD_0, Some(killed_at)) >= 1 },
+        )
+        .await;
+        let (last_before, first_after) = {
+            let o = outcomes.lock().unwrap();
+            let shard0 = || {
+                o.iter()
+                    .flat_map(|o| &o.acked)
+                    .filter(|a| a.shard_id == SHARD_0)
+            };
+            let before = shard0()
+                .map(|a| a.at)
+                .filter(|&t| t <= killed_at)
+                .max()
+                .unwrap();
+            let after = shard0()
+                .map(|a| a.at)
+                .filter(|&t| t > killed_at)
+                .min()
+                .unwrap();
+            (before, after)
+        };
+        let gap = first_after - last_before;
+        eprintln!(
+            "t20: shard 0 acknowledged again {:?} after the kill (gap between acks {gap:?})",
+            first_after - killed_at
+        );
+        assert!(
+            gap <= MAX_WRITE_GAP,
+            "shard 0 acknowledged nothing for {gap:?}"
+        );
+
+        let acked_now = acked_on(SHARD_0, None);
+        cluster.restart(leader).await;
+        eprintln!("t20: restarted node {leader}");
+        wait_until(
+            Duration::from_secs(30),
+            "more writes after the restart",
+            || async { acked_on(SHARD_0, None) >= acked_now + 100 },
+        )
+        .await;
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.await.unwrap();
+        }
+
+        let (acked, unknown, failed_calls) = {
+            let o = outcomes.lock().unwrap();
+            let acked: Vec<Acked> = o.iter().flat_map(|o| o.acked.clone()).collect();
+            let unknown: Vec<_> = o.iter().flat_map(|o| o.unknown.clone()).collect();
+            (
+                acked,
+                unknown,
+                o.iter().map(|o| o.failed_calls).sum::<u64>(),
+            )
+        };
+        eprintln!(
+            "t20: {} acknowledged, {} of unknown outcome, {failed_calls} failed calls",
+            acked.len(),
+            unknown.len()
+        );
+
+        let replicas = converged_replicas(&cluster, &acked).await;
+        check_exactly_once(&replicas, &acked, &unknown).unwrap();
+    })
+    .await;
+}
+
+async fn write_until_stopped(
+    client: StreamdClient,
+    writer: usize,
+    seed: u64,
+    outcomes: Arc<Mutex<Vec<Outcomes>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let mut retry = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let mut batch = std::mem::take(&mut retry);
+        batch.extend(random_entries(
+            &mut rng,
+            BATCH - batch.len().min(BATCH),
+            10_000,
+            16..=256,
+        ));
+        let mut out = Outcomes::default();
+        let failed = put_and_file(&client, STREAM, writer, batch, &mut out)
+            .await
+            .is_err();
+        retry = std::mem::take(&mut out.throttled);
+        {
+            let mut all = outcomes.lock().unwrap();
+            let mine = &mut all[writer];
+            mine.acked.append(&mut out.acked);
+            mine.unknown.append(&mut out.unknown);
+            mine.failed_calls += out.failed_calls;
+        }
+        if failed {
+            // The client moves to another endpoint; do not spin while the cluster elects.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Reads every shard from each node's own replica until all nodes hold the same records and
+/// every acknowledged record is among them; returns that common content.
+async fn converged_replicas(cluster: &Cluster, acked: &[Acked]) -> StreamRecords {
+    let clients: Vec<(u64, StreamdClient)> = cluster
+        .node_ids()
+        .into_iter()
+        .map(|i| (i, cluster.node_client(i)))
+        .collect();
+    wait_ok(
+        Duration::from_secs(120),
+        "identical replicas on every node",
+        || async {
+            let mut first: Option<(u64, StreamRecords)> = None;
+            for (id, client) in &clients {
+                let read = read_stream(client, STREAM)
+                    .await
+                    .map_err(|e| format!("node {id}: {e}"))?;
+                match &first {
+                    None => first = Some((*id, read)),
+                    Some((first_id, expected)) => {
+                        if let Some(why) = difference(expected, &read) {
+                            return Err(format!("node {first_id} and node {id} differ: {why}"));
+                        }
+                    }
+                }
+            }
+            let (_, read) = first.ok_or("no nodes")?;
+            let missing = missing_acked(&read, acked);
+            if missing.is_empty() {
+                Ok(read)
+            } else {
+                Err(format!(
+                    "{} acknowledged records missing, e.g. {:?}",
+                    missing.len(),
+                    missing[0]
+                ))
+            }
+        },
+    )
+    .await
+}
+
+fn difference(a: &StreamRecords, b: &StreamRecords) -> Option<String> {
+    if a.keys().ne(b.keys()) {
+        return Some(format!("shards {:?} vs {:?}", a.keys(), b.keys()));
+    }
+    for (shard, ra) in a {
+        let rb = &b[shard];
+        if ra.len() != rb.len() {
+            return Some(format!("{shard}: {} vs {} records", ra.len(), rb.len()));
+        }
+        if let Some(i) = (0..ra.len()).find(|&i| {
+            ra[i].sequence_number != rb[i].sequence_number
+                || ra[i].data != rb[i].data
+                || ra[i].partition_key != rb[i].partition_key
+        }) {
+            return Some(format!(
+                "{shard} record {i}: {} vs {}",
+                ra[i].sequence_number, rb[i].sequence_number
+            ));
+        }
+    }
+    None
+}
