@@ -129,7 +129,10 @@ impl HashKeyRange {
     /// Splits the whole key space into `n` contiguous ranges of equal size (the last takes the
     /// remainder), as Kinesis does at stream creation.
     pub fn split_even(n: u32) -> Vec<HashKeyRange> {
-        let n = u128::from(n.max(1));
+        if n <= 1 {
+            return vec![HashKeyRange::FULL];
+        }
+        let n = u128::from(n);
         // floor(2^128 / n), computed without overflowing u128, so n = 2 splits at 2^127 as
         // Kinesis does.
         let width = u128::MAX / n + u128::from(u128::MAX % n + 1 == n);

@@ -120,6 +120,21 @@ pub(crate) struct Outcomes {
     /// Failed calls and other per-record failures: may or may not have been written.
     pub(crate) unknown: Vec<v1::PutRecordsRequestEntry>,
     pub(crate) failed_calls: u64,
+    /// Error name (per record, or of a failed call) to count.
+    pub(crate) errors: BTreeMap<String, u64>,
+}
+
+impl Outcomes {
+    /// Folds another writer's outcomes into these.
+    pub(crate) fn absorb(&mut self, mut other: Outcomes) {
+        self.acked.append(&mut other.acked);
+        self.throttled.append(&mut other.throttled);
+        self.unknown.append(&mut other.unknown);
+        self.failed_calls += other.failed_calls;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
 }
 
 /// Sends one PutRecords call and files every record under its outcome. A call refused as
@@ -154,12 +169,15 @@ pub(crate) async fn put_and_file(
                         data: entry.data,
                         at,
                     }),
-                    (None, None, Some(code))
-                        if code == ErrorCode::ProvisionedThroughputExceeded.name() =>
-                    {
-                        out.throttled.push(entry)
+                    (None, None, Some(code)) => {
+                        let throttled = code == ErrorCode::ProvisionedThroughputExceeded.name();
+                        *out.errors.entry(code).or_default() += 1;
+                        if throttled {
+                            out.throttled.push(entry);
+                        } else {
+                            out.unknown.push(entry);
+                        }
                     }
-                    (None, None, Some(_)) => out.unknown.push(entry),
                     (s, shard, code) => panic!(
                         "a result must hold a sequence number and shard id or an error code, \
                          got {s:?} {shard:?} {code:?}"
@@ -174,6 +192,7 @@ pub(crate) async fn put_and_file(
                 "valid PutRecords refused: {e}"
             );
             out.failed_calls += 1;
+            *out.errors.entry(e.code().name().to_string()).or_default() += 1;
             out.unknown.extend(batch);
             Err(e)
         }
