@@ -2,7 +2,10 @@
 //! OUT_DIR, so generated code can never go stale in the tree.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["streamd/v1/streamd.proto", "streamd/internal/v1/internal.proto"];
+    let files = [
+        "streamd/v1/streamd.proto",
+        "streamd/internal/v1/internal.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

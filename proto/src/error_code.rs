@@ -144,7 +144,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), leader_hint: None }
+        ApiError {
+            code,
+            message: message.into(),
+            leader_hint: None,
+        }
     }
 
     pub fn not_leader(leader_hint: Option<u64>) -> Self {

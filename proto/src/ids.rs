@@ -42,8 +42,13 @@ impl TryFrom<&str> for StreamName {
     fn try_from(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_STREAM_NAME_CHARS
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if ok { Ok(StreamName(s.to_string())) } else { Err(IdError::StreamName(s.to_string())) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if ok {
+            Ok(StreamName(s.to_string()))
+        } else {
+            Err(IdError::StreamName(s.to_string()))
+        }
     }
 }
 
@@ -77,7 +82,10 @@ impl FromStr for ShardId {
         if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdError::ShardId(s.to_string()));
         }
-        digits.parse().map(ShardId).map_err(|_| IdError::ShardId(s.to_string()))
+        digits
+            .parse()
+            .map(ShardId)
+            .map_err(|_| IdError::ShardId(s.to_string()))
     }
 }
 
@@ -108,7 +116,9 @@ impl FromStr for HashKey {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdError::HashKey(s.to_string()));
         }
-        s.parse::<u128>().map(HashKey).map_err(|_| IdError::HashKey(s.to_string()))
+        s.parse::<u128>()
+            .map(HashKey)
+            .map_err(|_| IdError::HashKey(s.to_string()))
     }
 }
 
@@ -120,7 +130,10 @@ pub struct HashKeyRange {
 }
 
 impl HashKeyRange {
-    pub const FULL: HashKeyRange = HashKeyRange { start: HashKey(0), end: HashKey::MAX };
+    pub const FULL: HashKeyRange = HashKeyRange {
+        start: HashKey(0),
+        end: HashKey::MAX,
+    };
 
     pub fn contains(&self, k: HashKey) -> bool {
         self.start <= k && k <= self.end
@@ -139,8 +152,15 @@ impl HashKeyRange {
         (0..n)
             .map(|i| {
                 let start = i * width;
-                let end = if i + 1 == n { u128::MAX } else { (i + 1) * width - 1 };
-                HashKeyRange { start: HashKey(start), end: HashKey(end) }
+                let end = if i + 1 == n {
+                    u128::MAX
+                } else {
+                    (i + 1) * width - 1
+                };
+                HashKeyRange {
+                    start: HashKey(start),
+                    end: HashKey(end),
+                }
             })
             .collect()
     }
@@ -257,10 +277,17 @@ mod tests {
         assert!(StreamName::try_from("x".repeat(129).as_str()).is_err());
         assert!(StreamName::try_from("ok_name-1.2").is_ok());
         assert!("shardId-abc".parse::<ShardId>().is_err());
-        assert_eq!("shardId-000000000007".parse::<ShardId>().unwrap(), ShardId(7));
+        assert_eq!(
+            "shardId-000000000007".parse::<ShardId>().unwrap(),
+            ShardId(7)
+        );
         assert_eq!(ShardId(7).to_string(), "shardId-000000000007");
         assert!("-1".parse::<HashKey>().is_err());
-        assert!("340282366920938463463374607431768211456".parse::<HashKey>().is_err());
+        assert!(
+            "340282366920938463463374607431768211456"
+                .parse::<HashKey>()
+                .is_err()
+        );
         assert!("12a".parse::<SequenceNumber>().is_err());
         assert!("1".repeat(129).parse::<SequenceNumber>().is_err());
     }

@@ -29,13 +29,22 @@ fn done<T>(r: Result<T, streamd_proto::ApiError>) -> R<T> {
 
 #[tonic::async_trait]
 impl Streamd for StreamdService {
-    async fn create_stream(&self, r: Request<v1::CreateStreamRequest>) -> R<v1::CreateStreamResponse> {
+    async fn create_stream(
+        &self,
+        r: Request<v1::CreateStreamRequest>,
+    ) -> R<v1::CreateStreamResponse> {
         done(self.gw.create_stream(r.into_inner()).await)
     }
-    async fn delete_stream(&self, r: Request<v1::DeleteStreamRequest>) -> R<v1::DeleteStreamResponse> {
+    async fn delete_stream(
+        &self,
+        r: Request<v1::DeleteStreamRequest>,
+    ) -> R<v1::DeleteStreamResponse> {
         done(self.gw.delete_stream(r.into_inner()).await)
     }
-    async fn describe_stream(&self, r: Request<v1::DescribeStreamRequest>) -> R<v1::DescribeStreamResponse> {
+    async fn describe_stream(
+        &self,
+        r: Request<v1::DescribeStreamRequest>,
+    ) -> R<v1::DescribeStreamResponse> {
         done(self.gw.describe_stream(r.into_inner()))
     }
     async fn describe_stream_summary(
@@ -77,7 +86,10 @@ impl Streamd for StreamdService {
     async fn get_records(&self, r: Request<v1::GetRecordsRequest>) -> R<v1::GetRecordsResponse> {
         done(self.gw.get_records(r.into_inner()).await)
     }
-    async fn cluster_status(&self, _r: Request<v1::ClusterStatusRequest>) -> R<v1::ClusterStatusResponse> {
+    async fn cluster_status(
+        &self,
+        _r: Request<v1::ClusterStatusRequest>,
+    ) -> R<v1::ClusterStatusResponse> {
         done(self.gw.cluster_status())
     }
 }

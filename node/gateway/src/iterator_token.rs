@@ -25,7 +25,9 @@ pub struct IteratorToken {
 pub enum IteratorError {
     #[error("Invalid ShardIterator.")]
     Malformed,
-    #[error("Iterator expired. The iterator was created at time {issued_ms} while right now it is {now_ms} which is further in the future than the tolerated delay of 300000 milliseconds.")]
+    #[error(
+        "Iterator expired. The iterator was created at time {issued_ms} while right now it is {now_ms} which is further in the future than the tolerated delay of 300000 milliseconds."
+    )]
     Expired { issued_ms: i64, now_ms: i64 },
 }
 
@@ -48,17 +50,24 @@ impl IteratorToken {
     }
 
     pub fn decode(token: &str, secret: &[u8], now_ms: i64) -> Result<IteratorToken, IteratorError> {
-        let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).map_err(|_| IteratorError::Malformed)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token.as_bytes())
+            .map_err(|_| IteratorError::Malformed)?;
         if bytes.len() <= MAC_BYTES {
             return Err(IteratorError::Malformed);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - MAC_BYTES);
         let mut m = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| IteratorError::Malformed)?;
         m.update(payload);
-        m.verify_truncated_left(tag).map_err(|_| IteratorError::Malformed)?;
-        let t: IteratorToken = bincode::deserialize(payload).map_err(|_| IteratorError::Malformed)?;
+        m.verify_truncated_left(tag)
+            .map_err(|_| IteratorError::Malformed)?;
+        let t: IteratorToken =
+            bincode::deserialize(payload).map_err(|_| IteratorError::Malformed)?;
         if now_ms - t.issued_ms > ITERATOR_TTL_MS {
-            return Err(IteratorError::Expired { issued_ms: t.issued_ms, now_ms });
+            return Err(IteratorError::Expired {
+                issued_ms: t.issued_ms,
+                now_ms,
+            });
         }
         Ok(t)
     }
@@ -69,13 +78,22 @@ mod tests {
     use super::*;
 
     fn token() -> IteratorToken {
-        IteratorToken { stream: "s".into(), shard_id: 3, group_id: 7, position: 42, issued_ms: 1_000 }
+        IteratorToken {
+            stream: "s".into(),
+            shard_id: 3,
+            group_id: 7,
+            position: 42,
+            issued_ms: 1_000,
+        }
     }
 
     #[test]
     fn round_trip() {
         let s = token().encode(b"secret");
-        assert_eq!(IteratorToken::decode(&s, b"secret", 2_000).unwrap(), token());
+        assert_eq!(
+            IteratorToken::decode(&s, b"secret", 2_000).unwrap(),
+            token()
+        );
     }
 
     #[test]
@@ -86,11 +104,20 @@ mod tests {
             b[i] = if b[i] == b'A' { b'B' } else { b'A' };
             let t = String::from_utf8(b).unwrap();
             if t != s {
-                assert_eq!(IteratorToken::decode(&t, b"secret", 2_000), Err(IteratorError::Malformed));
+                assert_eq!(
+                    IteratorToken::decode(&t, b"secret", 2_000),
+                    Err(IteratorError::Malformed)
+                );
             }
         }
-        assert_eq!(IteratorToken::decode(&s, b"other", 2_000), Err(IteratorError::Malformed));
-        assert_eq!(IteratorToken::decode("garbage!", b"secret", 2_000), Err(IteratorError::Malformed));
+        assert_eq!(
+            IteratorToken::decode(&s, b"other", 2_000),
+            Err(IteratorError::Malformed)
+        );
+        assert_eq!(
+            IteratorToken::decode("garbage!", b"secret", 2_000),
+            Err(IteratorError::Malformed)
+        );
     }
 
     #[test]

@@ -39,8 +39,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(host: RaftHost, meta: Arc<RwLock<MetaState>>, shards: LocalShards, region: String) -> Self {
-        Gateway { host, meta, shards, region }
+    pub fn new(
+        host: RaftHost,
+        meta: Arc<RwLock<MetaState>>,
+        shards: LocalShards,
+        region: String,
+    ) -> Self {
+        Gateway {
+            host,
+            meta,
+            shards,
+            region,
+        }
     }
 
     pub fn host(&self) -> &RaftHost {

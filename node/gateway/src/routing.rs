@@ -26,7 +26,9 @@ fn retry_safe(e: &ApiError) -> bool {
         // A refused connection never carried the request.
         ErrorCode::Unavailable => {
             let m = e.message.to_ascii_lowercase();
-            m.contains("connection refused") || m.contains("tcp connect error") || m.contains("no address known")
+            m.contains("connection refused")
+                || m.contains("tcp connect error")
+                || m.contains("no address known")
         }
         _ => false,
     }
@@ -53,7 +55,10 @@ impl Gateway {
                     r
                 });
             let Some(target) = target else {
-                return Err(ApiError::new(ErrorCode::Unavailable, format!("group {group} has no replicas")));
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("group {group} has no replicas"),
+                ));
             };
             let result = if target == self.host.node_id() {
                 match (self.host.group(group), self.local_service(group)) {
@@ -61,7 +66,10 @@ impl Gateway {
                     _ => Err(ApiError::not_leader(None)),
                 }
             } else {
-                self.host.peers().propose(target, group, 0, request.clone(), CALL_TIMEOUT).await
+                self.host
+                    .peers()
+                    .propose(target, group, 0, request.clone(), CALL_TIMEOUT)
+                    .await
             };
             match result {
                 Ok(r) => return Ok(r),
@@ -74,7 +82,10 @@ impl Gateway {
                 Err(e) if e.code == ErrorCode::NotLeader => {
                     return Err(ApiError::new(
                         ErrorCode::Unavailable,
-                        format!("no leader for group {group} within {}s", LEADER_DEADLINE.as_secs()),
+                        format!(
+                            "no leader for group {group} within {}s",
+                            LEADER_DEADLINE.as_secs()
+                        ),
                     ));
                 }
                 Err(e) => return Err(e),
@@ -83,15 +94,30 @@ impl Gateway {
     }
 
     /// Runs a query on a replica of `group`: the local one when this node has it.
-    pub(crate) async fn query_replica(&self, group: u64, replicas: &[u64], query: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    pub(crate) async fn query_replica(
+        &self,
+        group: u64,
+        replicas: &[u64],
+        query: Vec<u8>,
+    ) -> Result<Vec<u8>, ApiError> {
         if let Some(s) = self.local_service(group) {
-            return tokio::task::spawn_blocking(move || streamd_raft::GroupService::query(&*s, &query))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            return tokio::task::spawn_blocking(move || {
+                streamd_raft::GroupService::query(&*s, &query)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         }
-        let mut last = ApiError::new(ErrorCode::Unavailable, format!("no replica of group {group} answered"));
+        let mut last = ApiError::new(
+            ErrorCode::Unavailable,
+            format!("no replica of group {group} answered"),
+        );
         for r in replicas {
-            match self.host.peers().query(*r, group, query.clone(), CALL_TIMEOUT).await {
+            match self
+                .host
+                .peers()
+                .query(*r, group, query.clone(), CALL_TIMEOUT)
+                .await
+            {
                 Ok(b) => return Ok(b),
                 Err(e) => last = e,
             }
@@ -129,7 +155,12 @@ impl Gateway {
                     },
                     None => Err(ApiError::not_leader(None)),
                 },
-                Some(t) => self.host.peers().propose(t, META_GROUP, 0, bytes.clone(), CALL_TIMEOUT).await,
+                Some(t) => {
+                    self.host
+                        .peers()
+                        .propose(t, META_GROUP, 0, bytes.clone(), CALL_TIMEOUT)
+                        .await
+                }
                 None => Err(ApiError::not_leader(None)),
             };
             match r {
@@ -139,14 +170,21 @@ impl Gateway {
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 Err(e) if e.code == ErrorCode::NotLeader => {
-                    return Err(ApiError::new(ErrorCode::Unavailable, "the metadata group has no leader"));
+                    return Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "the metadata group has no leader",
+                    ));
                 }
                 Err(e) => return Err(e),
             }
         };
-        let result: MetaResult = bincode::deserialize(&reply).map_err(|e| ApiError::internal(e.to_string()))?;
+        let result: MetaResult =
+            bincode::deserialize(&reply).map_err(|e| ApiError::internal(e.to_string()))?;
         result.map_err(|(code, msg)| {
-            ApiError::new(ErrorCode::from_name(&code).unwrap_or(ErrorCode::InternalFailure), msg)
+            ApiError::new(
+                ErrorCode::from_name(&code).unwrap_or(ErrorCode::InternalFailure),
+                msg,
+            )
         })
     }
 }

@@ -12,12 +12,30 @@ use crate::state::{MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MetaCommand {
     /// Forms the cluster: its secret and first nodes. Ignored once the cluster has formed.
-    Init { secret: Vec<u8>, nodes: Vec<NodeInfo>, replication_factor: usize },
-    CreateStream { name: String, shard_count: u32, on_demand: bool, now_ms: i64, region: String },
-    DeleteStream { name: String },
+    Init {
+        secret: Vec<u8>,
+        nodes: Vec<NodeInfo>,
+        replication_factor: usize,
+    },
+    CreateStream {
+        name: String,
+        shard_count: u32,
+        on_demand: bool,
+        now_ms: i64,
+        region: String,
+    },
+    DeleteStream {
+        name: String,
+    },
     /// A shard group elected a leader: the stream turns ACTIVE when all its shards have.
-    ShardReady { group_id: u64 },
-    SetRetention { name: String, hours: u32, increase: bool },
+    ShardReady {
+        group_id: u64,
+    },
+    SetRetention {
+        name: String,
+        hours: u32,
+        increase: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,13 +51,20 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> MetaResult {
 }
 
 fn not_found(name: &str) -> MetaResult {
-    err(ErrorCode::ResourceNotFound, format!("Stream {name} under account 000000000000 not found."))
+    err(
+        ErrorCode::ResourceNotFound,
+        format!("Stream {name} under account 000000000000 not found."),
+    )
 }
 
 impl MetaState {
     pub fn apply(&mut self, cmd: MetaCommand) -> MetaResult {
         match cmd {
-            MetaCommand::Init { secret, nodes, replication_factor } => {
+            MetaCommand::Init {
+                secret,
+                nodes,
+                replication_factor,
+            } => {
                 if self.cluster_secret.is_empty() {
                     self.cluster_secret = secret;
                     self.replication_factor = replication_factor.max(1);
@@ -50,7 +75,13 @@ impl MetaState {
                 }
                 Ok(MetaReply::Done)
             }
-            MetaCommand::CreateStream { name, shard_count, on_demand, now_ms, region } => {
+            MetaCommand::CreateStream {
+                name,
+                shard_count,
+                on_demand,
+                now_ms,
+                region,
+            } => {
                 if self.streams.contains_key(&name) {
                     return err(
                         ErrorCode::ResourceInUse,
@@ -59,7 +90,10 @@ impl MetaState {
                 }
                 let nodes: Vec<u64> = self.nodes.keys().copied().collect();
                 let mut shards = Vec::new();
-                for (i, range) in HashKeyRange::split_even(shard_count).into_iter().enumerate() {
+                for (i, range) in HashKeyRange::split_even(shard_count)
+                    .into_iter()
+                    .enumerate()
+                {
                     let group_id = self.next_group_id.max(1);
                     self.next_group_id = group_id + 1;
                     shards.push(ShardMeta {
@@ -108,8 +142,14 @@ impl MetaState {
                 }
                 Ok(MetaReply::Done)
             }
-            MetaCommand::SetRetention { name, hours, increase } => {
-                let Some(s) = self.streams.get_mut(&name) else { return not_found(&name) };
+            MetaCommand::SetRetention {
+                name,
+                hours,
+                increase,
+            } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
                 if !(MIN_RETENTION_HOURS..=MAX_RETENTION_HOURS).contains(&hours) {
                     return err(
                         ErrorCode::InvalidArgument,
@@ -149,8 +189,18 @@ mod tests {
 
     fn formed(n: u64) -> MetaState {
         let mut s = MetaState::default();
-        let nodes = (1..=n).map(|id| NodeInfo { id, addr: format!("127.0.0.1:{}", 50050 + id) }).collect();
-        s.apply(MetaCommand::Init { secret: vec![1; 32], nodes, replication_factor: 3 }).unwrap();
+        let nodes = (1..=n)
+            .map(|id| NodeInfo {
+                id,
+                addr: format!("127.0.0.1:{}", 50050 + id),
+            })
+            .collect();
+        s.apply(MetaCommand::Init {
+            secret: vec![1; 32],
+            nodes,
+            replication_factor: 3,
+        })
+        .unwrap();
         s
     }
 
@@ -181,7 +231,8 @@ mod tests {
         s.apply(MetaCommand::ShardReady { group_id: 4 }).unwrap();
         assert_eq!(s.streams["a"].status, StreamStatus::Active);
         // Group ids are never reused, even after a delete.
-        s.apply(MetaCommand::DeleteStream { name: "a".into() }).unwrap();
+        s.apply(MetaCommand::DeleteStream { name: "a".into() })
+            .unwrap();
         create(&mut s, "b", 1).unwrap();
         assert_eq!(s.streams["b"].shards[0].group_id, 5);
     }
@@ -190,15 +241,37 @@ mod tests {
     fn errors_carry_kinesis_names() {
         let mut s = formed(1);
         create(&mut s, "a", 1).unwrap();
-        assert_eq!(create(&mut s, "a", 1).unwrap_err().0, "ResourceInUseException");
-        let e = s.apply(MetaCommand::DeleteStream { name: "zz".into() }).unwrap_err();
+        assert_eq!(
+            create(&mut s, "a", 1).unwrap_err().0,
+            "ResourceInUseException"
+        );
+        let e = s
+            .apply(MetaCommand::DeleteStream { name: "zz".into() })
+            .unwrap_err();
         assert_eq!(e.0, "ResourceNotFoundException");
-        let e = s.apply(MetaCommand::SetRetention { name: "a".into(), hours: 23, increase: false });
+        let e = s.apply(MetaCommand::SetRetention {
+            name: "a".into(),
+            hours: 23,
+            increase: false,
+        });
         assert_eq!(e.unwrap_err().0, "InvalidArgumentException");
-        let e = s.apply(MetaCommand::SetRetention { name: "a".into(), hours: 12_000, increase: true });
+        let e = s.apply(MetaCommand::SetRetention {
+            name: "a".into(),
+            hours: 12_000,
+            increase: true,
+        });
         assert_eq!(e.unwrap_err().0, "InvalidArgumentException");
-        s.apply(MetaCommand::SetRetention { name: "a".into(), hours: 48, increase: true }).unwrap();
-        let e = s.apply(MetaCommand::SetRetention { name: "a".into(), hours: 72, increase: false });
+        s.apply(MetaCommand::SetRetention {
+            name: "a".into(),
+            hours: 48,
+            increase: true,
+        })
+        .unwrap();
+        let e = s.apply(MetaCommand::SetRetention {
+            name: "a".into(),
+            hours: 72,
+            increase: false,
+        });
         assert_eq!(e.unwrap_err().0, "InvalidArgumentException");
     }
 }

@@ -16,7 +16,11 @@ pub struct LocalGroup {
 pub enum NodeAction {
     /// Start this node's replica of a shard group; `initialize` with `members` when this node is
     /// the group's first replica (exactly one replica forms the group).
-    OpenShard { group: u64, members: BTreeMap<u64, String>, initialize: bool },
+    OpenShard {
+        group: u64,
+        members: BTreeMap<u64, String>,
+        initialize: bool,
+    },
     /// The group is in no stream any more: stop it and delete its data.
     DropGroup { group: u64 },
     /// Tell the metadata group that this shard group has a leader.
@@ -49,7 +53,9 @@ pub fn plan_node(state: &MetaState, me: u64, local: &[LocalGroup]) -> Vec<NodeAc
         if !wanted.contains(&g.group) {
             actions.push(NodeAction::DropGroup { group: g.group });
         } else if g.is_leader
-            && state.shard_by_group(g.group).is_some_and(|(_, sh)| !sh.ready)
+            && state
+                .shard_by_group(g.group)
+                .is_some_and(|(_, sh)| !sh.ready)
         {
             actions.push(NodeAction::ReportReady { group: g.group });
         }
@@ -65,8 +71,18 @@ mod tests {
 
     fn state() -> MetaState {
         let mut s = MetaState::default();
-        let nodes = (1..=3).map(|id| NodeInfo { id, addr: format!("n{id}") }).collect();
-        s.apply(MetaCommand::Init { secret: vec![1], nodes, replication_factor: 3 }).unwrap();
+        let nodes = (1..=3)
+            .map(|id| NodeInfo {
+                id,
+                addr: format!("n{id}"),
+            })
+            .collect();
+        s.apply(MetaCommand::Init {
+            secret: vec![1],
+            nodes,
+            replication_factor: 3,
+        })
+        .unwrap();
         s.apply(MetaCommand::CreateStream {
             name: "a".into(),
             shard_count: 2,
@@ -84,7 +100,12 @@ mod tests {
         let mut inits = BTreeMap::new();
         for me in 1..=3 {
             for a in plan_node(&s, me, &[]) {
-                if let NodeAction::OpenShard { group, members, initialize } = a {
+                if let NodeAction::OpenShard {
+                    group,
+                    members,
+                    initialize,
+                } = a
+                {
                     assert_eq!(members.len(), 3);
                     if initialize {
                         *inits.entry(group).or_insert(0) += 1;
@@ -99,9 +120,18 @@ mod tests {
     fn drops_unknown_groups_and_reports_ready_from_the_leader_only() {
         let s = state();
         let local = [
-            LocalGroup { group: 1, is_leader: true },
-            LocalGroup { group: 2, is_leader: false },
-            LocalGroup { group: 9, is_leader: true },
+            LocalGroup {
+                group: 1,
+                is_leader: true,
+            },
+            LocalGroup {
+                group: 2,
+                is_leader: false,
+            },
+            LocalGroup {
+                group: 9,
+                is_leader: true,
+            },
         ];
         let a = plan_node(&s, 1, &local);
         assert!(a.contains(&NodeAction::ReportReady { group: 1 }));

@@ -58,7 +58,9 @@ pub struct StreamMeta {
 impl StreamMeta {
     /// The open shard whose hash key range holds `key`.
     pub fn shard_for(&self, key: HashKey) -> Option<&ShardMeta> {
-        self.shards.iter().find(|s| s.is_open() && s.range.contains(key))
+        self.shards
+            .iter()
+            .find(|s| s.is_open() && s.range.contains(key))
     }
 
     pub fn shard(&self, id: ShardId) -> Option<&ShardMeta> {
@@ -81,7 +83,9 @@ pub struct MetaState {
 impl MetaState {
     /// Every shard of every stream, with its stream name.
     pub fn all_shards(&self) -> impl Iterator<Item = (&StreamMeta, &ShardMeta)> {
-        self.streams.values().flat_map(|s| s.shards.iter().map(move |sh| (s, sh)))
+        self.streams
+            .values()
+            .flat_map(|s| s.shards.iter().map(move |sh| (s, sh)))
     }
 
     pub fn shard_by_group(&self, group: u64) -> Option<(&StreamMeta, &ShardMeta)> {

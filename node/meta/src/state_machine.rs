@@ -30,7 +30,12 @@ pub struct MetaStateMachine {
 
 impl MetaStateMachine {
     pub fn new(published: Arc<RwLock<MetaState>>, notify: watch::Sender<u64>) -> Self {
-        MetaStateMachine { working: MetaState::default(), published, notify, changes: 0 }
+        MetaStateMachine {
+            working: MetaState::default(),
+            published,
+            notify,
+            changes: 0,
+        }
     }
 }
 
@@ -38,7 +43,10 @@ impl GroupStateMachine for MetaStateMachine {
     fn apply(&mut self, _index: u64, command: &[u8], batch: &mut sled::Batch) -> Vec<u8> {
         let result: MetaResult = match bincode::deserialize::<MetaCommand>(command) {
             Ok(cmd) => self.working.apply(cmd),
-            Err(e) => Err(("InternalFailure".into(), format!("undecodable metadata command: {e}"))),
+            Err(e) => Err((
+                "InternalFailure".into(),
+                format!("undecodable metadata command: {e}"),
+            )),
         };
         if let Ok(state) = bincode::serialize(&self.working) {
             batch.insert(group_key(streamd_raft::META_GROUP, STATE_KEY), state);
@@ -53,7 +61,10 @@ impl GroupStateMachine for MetaStateMachine {
     }
 
     fn reload(&mut self, tree: &sled::Tree) -> io::Result<()> {
-        self.working = match tree.get(group_key(streamd_raft::META_GROUP, STATE_KEY)).map_err(io::Error::other)? {
+        self.working = match tree
+            .get(group_key(streamd_raft::META_GROUP, STATE_KEY))
+            .map_err(io::Error::other)?
+        {
             Some(v) => bincode::deserialize(&v).map_err(io::Error::other)?,
             None => MetaState::default(),
         };

@@ -74,17 +74,25 @@ impl GroupHandle {
         match self.raft.client_write(Command(command)).await {
             Ok(resp) => Ok(resp.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ProposeError::NotLeader { group, leader: f.leader_id })
+                Err(ProposeError::NotLeader {
+                    group,
+                    leader: f.leader_id,
+                })
             }
-            Err(e) => Err(ProposeError::Unknown { group, reason: e.to_string() }),
+            Err(e) => Err(ProposeError::Unknown {
+                group,
+                reason: e.to_string(),
+            }),
         }
     }
 
     /// Makes `members` the first voters of a brand-new group. A group already initialized (here
     /// or by a peer) is left as it is.
     pub async fn initialize(&self, members: &BTreeMap<u64, String>) -> Result<(), String> {
-        let nodes: BTreeMap<u64, BasicNode> =
-            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        let nodes: BTreeMap<u64, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
         match self.raft.initialize(nodes).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(_)) => Ok(()),
@@ -100,15 +108,25 @@ impl GroupHandle {
     ) -> Result<(), ProposeError> {
         let group = self.group;
         let map = |e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                ProposeError::NotLeader { group, leader: f.leader_id }
-            }
-            e => ProposeError::Unknown { group, reason: e.to_string() },
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
+                group,
+                leader: f.leader_id,
+            },
+            e => ProposeError::Unknown {
+                group,
+                reason: e.to_string(),
+            },
         };
         if let Some((id, addr)) = add {
-            self.raft.add_learner(id, BasicNode { addr }, true).await.map_err(map)?;
+            self.raft
+                .add_learner(id, BasicNode { addr }, true)
+                .await
+                .map_err(map)?;
         }
-        self.raft.change_membership(voters, false).await.map_err(map)?;
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(map)?;
         Ok(())
     }
 
@@ -131,7 +149,10 @@ impl GroupHandle {
     /// Address of a member node, from the group's membership.
     pub fn member_address(&self, node: u64) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();
-        m.membership_config.membership().get_node(&node).map(|n| n.addr.clone())
+        m.membership_config
+            .membership()
+            .get_node(&node)
+            .map(|n| n.addr.clone())
     }
 
     pub async fn shutdown(&self) {

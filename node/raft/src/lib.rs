@@ -25,8 +25,8 @@ mod state_machine;
 mod type_config;
 
 pub use handle::{GroupHandle, GroupStatus, ProposeError};
-pub use network::server::{GroupService, InternalService};
 pub use network::client::PeerClients;
+pub use network::server::{GroupService, InternalService};
 pub use registry::{RaftHost, RaftOptions};
 pub use state_machine::GroupStateMachine;
 

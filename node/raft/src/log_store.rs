@@ -77,14 +77,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = match self.engine.bounds(self.group) {
             None => None,
             Some((_, last)) => {
-                let raw = self.engine.entries(self.group, last..last.saturating_add(1))?;
+                let raw = self
+                    .engine
+                    .entries(self.group, last..last.saturating_add(1))?;
                 match raw.first() {
                     Some((_, b)) => Some(Self::decode_entry(b)?.log_id()),
                     None => None,
                 }
             }
         };
-        Ok(LogState { last_log_id: last.or(last_purged), last_purged_log_id: last_purged })
+        Ok(LogState {
+            last_log_id: last.or(last_purged),
+            last_purged_log_id: last_purged,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -93,11 +98,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let bytes = bincode::serialize(vote).map_err(io::Error::other)?;
-        self.engine.put_meta(self.group, META_VOTE, bytes.into()).await?;
+        self.engine
+            .put_meta(self.group, META_VOTE, bytes.into())
+            .await?;
         Ok(())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -123,7 +134,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let bytes = bincode::serialize(&Some(log_id)).map_err(io::Error::other)?;
-        self.engine.put_meta(self.group, META_PURGED, bytes.into()).await?;
+        self.engine
+            .put_meta(self.group, META_PURGED, bytes.into())
+            .await?;
         self.engine.purge_upto(self.group, log_id.index()).await?;
         Ok(())
     }

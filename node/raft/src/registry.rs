@@ -52,9 +52,22 @@ pub struct RaftHost {
 }
 
 impl RaftHost {
-    pub fn new(node_id: u64, engine: LogEngine, db: SledStore, peers: PeerClients, opts: RaftOptions) -> Self {
+    pub fn new(
+        node_id: u64,
+        engine: LogEngine,
+        db: SledStore,
+        peers: PeerClients,
+        opts: RaftOptions,
+    ) -> Self {
         RaftHost {
-            inner: Arc::new(HostInner { node_id, engine, db, peers, opts, groups: RwLock::new(HashMap::new()) }),
+            inner: Arc::new(HostInner {
+                node_id,
+                engine,
+                db,
+                peers,
+                opts,
+                groups: RwLock::new(HashMap::new()),
+            }),
         }
     }
 
@@ -114,12 +127,19 @@ impl RaftHost {
         let tree = self.inner.db.tree(tree)?;
         let adapter = StateMachineAdapter::open(group, self.inner.db.clone(), tree, sm)?;
         let log = LogStore::new(group, self.inner.engine.clone());
-        let network = GroupNetwork { peers: self.inner.peers.clone(), group };
+        let network = GroupNetwork {
+            peers: self.inner.peers.clone(),
+            group,
+        };
         let raft: GroupRaft =
             openraft::Raft::new(self.inner.node_id, Arc::new(config), network, log, adapter)
                 .await
                 .map_err(io::Error::other)?;
-        let handle = GroupHandle { group, raft, service };
+        let handle = GroupHandle {
+            group,
+            raft,
+            service,
+        };
         let mut groups = self.inner.groups.write();
         // Two callers may race to open the same group; the first one wins.
         let h = groups.entry(group).or_insert(handle).clone();

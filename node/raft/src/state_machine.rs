@@ -60,7 +60,10 @@ impl StateMachineAdapter {
         tree: sled::Tree,
         mut sm: Box<dyn GroupStateMachine>,
     ) -> io::Result<Self> {
-        let (applied, membership) = match tree.get(group_key(group, APPLIED_KEY)).map_err(io::Error::other)? {
+        let (applied, membership) = match tree
+            .get(group_key(group, APPLIED_KEY))
+            .map_err(io::Error::other)?
+        {
             Some(v) => {
                 let s: AppliedState = bincode::deserialize(&v).map_err(io::Error::other)?;
                 (s.applied, s.membership)
@@ -68,11 +71,22 @@ impl StateMachineAdapter {
             None => (None, StoredMembership::default()),
         };
         sm.reload(&tree)?;
-        Ok(StateMachineAdapter { group, tree, db, sm, applied, membership, current: None })
+        Ok(StateMachineAdapter {
+            group,
+            tree,
+            db,
+            sm,
+            applied,
+            membership,
+            current: None,
+        })
     }
 
     fn applied_record(&self) -> io::Result<Vec<u8>> {
-        let s = AppliedState { applied: self.applied, membership: self.membership.clone() };
+        let s = AppliedState {
+            applied: self.applied,
+            membership: self.membership.clone(),
+        };
         bincode::serialize(&s).map_err(io::Error::other)
     }
 
@@ -99,7 +113,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineAdapter {
             last_membership: self.membership.clone(),
         };
         self.current = Some((meta.clone(), data.clone()));
-        Ok(Snapshot { meta, snapshot: data })
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
@@ -122,7 +139,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
         while let Some((entry, responder)) = entries.try_next().await? {
             let reply = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(cmd) => self.sm.apply(entry.log_id.index(), &cmd.0, &mut batch),
+                EntryPayload::Normal(cmd) => {
+                    self.sm.apply(entry.log_id.index(), &cmd.0, &mut batch)
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     Vec::new()
@@ -145,10 +164,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Building copies the state while this adapter holds it, so the builder is a finished view.
         let snapshot = self.build_snapshot().await;
-        SnapshotView { snapshot: Some(snapshot) }
+        SnapshotView {
+            snapshot: Some(snapshot),
+        }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let pairs: Vec<(Vec<u8>, Vec<u8>)> =
             bincode::deserialize(&snapshot).map_err(io::Error::other)?;
         let mut batch = sled::Batch::default();
@@ -174,10 +199,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self
-            .current
-            .as_ref()
-            .map(|(meta, data)| Snapshot { meta: meta.clone(), snapshot: data.clone() }))
+        Ok(self.current.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: data.clone(),
+        }))
     }
 }
 
@@ -190,6 +215,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotView {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        self.snapshot.take().unwrap_or_else(|| Err(io::Error::other("snapshot already taken")))
+        self.snapshot
+            .take()
+            .unwrap_or_else(|| Err(io::Error::other("snapshot already taken")))
     }
 }

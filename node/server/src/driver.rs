@@ -59,10 +59,12 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
                     tracing::error!(group_id = group, error = %e, "failed to open shard replica");
                     continue;
                 }
-                if initialize && let Some(h) = node.host.group(group)
-                    && let Err(e) = h.initialize(&members).await {
-                        tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
-                    }
+                if initialize
+                    && let Some(h) = node.host.group(group)
+                    && let Err(e) = h.initialize(&members).await
+                {
+                    tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
+                }
             }
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);

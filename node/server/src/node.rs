@@ -81,9 +81,10 @@ impl Node {
         }
         let first = config.initial_cluster.keys().next().copied();
         if first == Some(config.node_id)
-            && let Err(e) = meta_group.initialize(&config.initial_cluster).await {
-                tracing::warn!(error = %e, "metadata group not initialized");
-            }
+            && let Err(e) = meta_group.initialize(&config.initial_cluster).await
+        {
+            tracing::warn!(error = %e, "metadata group not initialized");
+        }
 
         let shards: LocalShards = Arc::new(RwLock::new(HashMap::new()));
         let gateway = Gateway::new(

@@ -43,7 +43,13 @@ impl ShardStateMachine {
         published: Arc<RwLock<ShardState>>,
         notify: watch::Sender<Option<u128>>,
     ) -> Self {
-        ShardStateMachine { group, tree: None, working: ShardState::default(), published, notify }
+        ShardStateMachine {
+            group,
+            tree: None,
+            working: ShardState::default(),
+            published,
+            notify,
+        }
     }
 
     fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -51,43 +57,74 @@ impl ShardStateMachine {
         bincode::serialize(v).unwrap_or_default()
     }
 
-    fn apply_put(&mut self, index: u64, arrival_ms: i64, records: Vec<crate::command::RecordIn>, batch: &mut sled::Batch) -> ApplyReply {
+    fn apply_put(
+        &mut self,
+        index: u64,
+        arrival_ms: i64,
+        records: Vec<crate::command::RecordIn>,
+        batch: &mut sled::Batch,
+    ) -> ApplyReply {
         let count = records.len().min(SequenceNumber::MAX_POSITION as usize + 1);
         if count == 0 {
-            return ApplyReply::Put { log_index: index, count: 0 };
+            return ApplyReply::Put {
+                log_index: index,
+                count: 0,
+            };
         }
         let arrival = arrival_ms.max(self.working.last_arrival_ms);
         let first = SequenceNumber::new(self.group, index, 0).0;
         for (pos, r) in records.into_iter().take(count).enumerate() {
             let seq = SequenceNumber::new(self.group, index, pos as u16).0;
-            let stored = StoredRecord { arrival_ms: arrival, partition_key: r.partition_key, data: r.data };
+            let stored = StoredRecord {
+                arrival_ms: arrival,
+                partition_key: r.partition_key,
+                data: r.data,
+            };
             batch.insert(keys::record(self.group, seq), Self::encode(&stored));
             self.working.last_seq = Some(seq);
         }
         batch.insert(keys::time(self.group, arrival, first), Vec::<u8>::new());
         self.working.last_arrival_ms = arrival;
         batch.insert(keys::state(self.group), Self::encode(&self.working));
-        ApplyReply::Put { log_index: index, count: count as u32 }
+        ApplyReply::Put {
+            log_index: index,
+            count: count as u32,
+        }
     }
 
     fn apply_trim(&mut self, cutoff_ms: i64, batch: &mut sled::Batch) -> ApplyReply {
-        let Some(tree) = &self.tree else { return ApplyReply::Trimmed };
+        let Some(tree) = &self.tree else {
+            return ApplyReply::Trimmed;
+        };
         // The first entry that arrived at or after the cutoff is the new horizon.
         let time_lo = keys::time(self.group, 0, 0);
         let time_hi = keys::time(self.group, cutoff_ms, 0);
         let mut new_trim = None;
-        for (k, _) in tree.range(time_hi.clone()..keys::time(self.group, i64::MAX, u128::MAX)).take(1).flatten() {
+        for (k, _) in tree
+            .range(time_hi.clone()..keys::time(self.group, i64::MAX, u128::MAX))
+            .take(1)
+            .flatten()
+        {
             new_trim = keys::parse_time_key(&k).map(|(_, s)| s);
         }
         let new_trim = match new_trim {
             Some(s) => s,
             // Everything is older than the cutoff: keep nothing.
-            None => self.working.last_seq.map(|s| s + 1).unwrap_or(self.working.trim_seq),
+            None => self
+                .working
+                .last_seq
+                .map(|s| s + 1)
+                .unwrap_or(self.working.trim_seq),
         };
         if new_trim <= self.working.trim_seq {
             return ApplyReply::Trimmed;
         }
-        for (k, _) in tree.range(keys::record(self.group, self.working.trim_seq)..keys::record(self.group, new_trim)).flatten() {
+        for (k, _) in tree
+            .range(
+                keys::record(self.group, self.working.trim_seq)..keys::record(self.group, new_trim),
+            )
+            .flatten()
+        {
             batch.remove(k);
         }
         for (k, _) in tree.range(time_lo..time_hi).flatten() {
@@ -102,7 +139,10 @@ impl ShardStateMachine {
 impl GroupStateMachine for ShardStateMachine {
     fn apply(&mut self, index: u64, command: &[u8], batch: &mut sled::Batch) -> Vec<u8> {
         let reply = match bincode::deserialize::<ShardCommand>(command) {
-            Ok(ShardCommand::Put { arrival_ms, records }) => self.apply_put(index, arrival_ms, records, batch),
+            Ok(ShardCommand::Put {
+                arrival_ms,
+                records,
+            }) => self.apply_put(index, arrival_ms, records, batch),
             Ok(ShardCommand::Trim { cutoff_ms }) => self.apply_trim(cutoff_ms, batch),
             Err(e) => {
                 // Only a bug can put an undecodable command in the log; every replica skips it
@@ -127,7 +167,10 @@ impl GroupStateMachine for ShardStateMachine {
     }
 
     fn reload(&mut self, tree: &sled::Tree) -> io::Result<()> {
-        self.working = match tree.get(keys::state(self.group)).map_err(io::Error::other)? {
+        self.working = match tree
+            .get(keys::state(self.group))
+            .map_err(io::Error::other)?
+        {
             Some(v) => bincode::deserialize(&v).map_err(io::Error::other)?,
             None => ShardState {
                 trim_seq: SequenceNumber::first_of_group(self.group).0,

@@ -13,24 +13,38 @@ pub struct RecordIn {
 /// A write request sent to a shard's leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardRequest {
-    Put { records: Vec<RecordIn> },
+    Put {
+        records: Vec<RecordIn>,
+    },
     /// Drop records that arrived before `cutoff_ms` (retention).
-    Trim { cutoff_ms: i64 },
+    Trim {
+        cutoff_ms: i64,
+    },
 }
 
 /// What the leader proposes into the shard's Raft log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ShardCommand {
-    Put { arrival_ms: i64, records: Vec<RecordIn> },
-    Trim { cutoff_ms: i64 },
+    Put {
+        arrival_ms: i64,
+        records: Vec<RecordIn>,
+    },
+    Trim {
+        cutoff_ms: i64,
+    },
 }
 
 /// The outcome of one record of a Put.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordResult {
-    Ok { sequence_number: u128 },
+    Ok {
+        sequence_number: u128,
+    },
     /// A catalogue error name (`streamd_proto::ErrorCode::name`) and a message.
-    Failed { error: String, message: String },
+    Failed {
+        error: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,7 +57,10 @@ pub enum ShardReply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ApplyReply {
     /// Records got `SequenceNumber::new(group, log_index, 0..count)`.
-    Put { log_index: u64, count: u32 },
+    Put {
+        log_index: u64,
+        count: u32,
+    },
     Trimmed,
 }
 
@@ -61,7 +78,11 @@ pub enum StartAt {
 pub enum ShardQuery {
     /// The position (next sequence number to return) an iterator starting at `StartAt` has.
     Position(StartAt),
-    Read { from: u128, limit: u32, max_bytes: usize },
+    Read {
+        from: u128,
+        limit: u32,
+        max_bytes: usize,
+    },
 }
 
 /// One stored record, as read back.

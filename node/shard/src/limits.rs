@@ -34,9 +34,10 @@ impl WriteBudget {
         let now = Instant::now();
         let dt = now.duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.bytes = (self.bytes + dt * SHARD_WRITE_BYTES_PER_SEC as f64).min(SHARD_WRITE_BYTES_PER_SEC as f64);
-        self.records =
-            (self.records + dt * SHARD_WRITE_RECORDS_PER_SEC as f64).min(SHARD_WRITE_RECORDS_PER_SEC as f64);
+        self.bytes = (self.bytes + dt * SHARD_WRITE_BYTES_PER_SEC as f64)
+            .min(SHARD_WRITE_BYTES_PER_SEC as f64);
+        self.records = (self.records + dt * SHARD_WRITE_RECORDS_PER_SEC as f64)
+            .min(SHARD_WRITE_RECORDS_PER_SEC as f64);
     }
 
     /// Takes budget for one record of `bytes`; false when the shard is over its limit.

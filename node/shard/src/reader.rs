@@ -34,7 +34,12 @@ impl ShardReader {
         state: Arc<RwLock<ShardState>>,
         notify: watch::Receiver<Option<u128>>,
     ) -> Self {
-        ShardReader { group, tree, state, notify }
+        ShardReader {
+            group,
+            tree,
+            state,
+            notify,
+        }
     }
 
     pub fn state(&self) -> ShardState {
@@ -53,7 +58,10 @@ impl ShardReader {
     /// The next sequence number an iterator starting at `at` returns.
     pub fn position(&self, at: StartAt) -> Result<u128, ApiError> {
         let st = self.state();
-        let latest = st.last_seq.map(|s| s + 1).unwrap_or(st.trim_seq.max(self.first_seq()));
+        let latest = st
+            .last_seq
+            .map(|s| s + 1)
+            .unwrap_or(st.trim_seq.max(self.first_seq()));
         Ok(match at {
             StartAt::TrimHorizon => st.trim_seq.max(self.first_seq()),
             StartAt::Latest => latest,
@@ -61,10 +69,17 @@ impl ShardReader {
                 if SequenceNumber(s).group_id() != self.group & 0xffff_ffff {
                     return Err(ApiError::new(
                         ErrorCode::InvalidArgument,
-                        format!("sequence number {} does not belong to this shard", SequenceNumber(s)),
+                        format!(
+                            "sequence number {} does not belong to this shard",
+                            SequenceNumber(s)
+                        ),
                     ));
                 }
-                let p = if matches!(at, StartAt::AfterSequence(_)) { s.saturating_add(1) } else { s };
+                let p = if matches!(at, StartAt::AfterSequence(_)) {
+                    s.saturating_add(1)
+                } else {
+                    s
+                };
                 p.max(st.trim_seq)
             }
             StartAt::AtTimestamp(t) => {
@@ -82,7 +97,13 @@ impl ShardReader {
     }
 
     /// Up to `limit` records and `max_bytes` of data from `from` on.
-    pub fn read(&self, from: u128, limit: u32, max_bytes: usize, now_ms: i64) -> Result<ReadResult, ApiError> {
+    pub fn read(
+        &self,
+        from: u128,
+        limit: u32,
+        max_bytes: usize,
+        now_ms: i64,
+    ) -> Result<ReadResult, ApiError> {
         let st = self.state();
         let from = from.max(st.trim_seq);
         let hi = keys::record(self.group, u128::MAX);
@@ -91,7 +112,9 @@ impl ShardReader {
         let mut next = from;
         for kv in self.tree.range(keys::record(self.group, from)..hi) {
             let (k, v) = kv.map_err(io_err)?;
-            let Some(seq) = keys::seq_of_record_key(&k) else { continue };
+            let Some(seq) = keys::seq_of_record_key(&k) else {
+                continue;
+            };
             // Records applied after the published state are not announced yet; stop at it so a
             // reader never runs ahead of `last_seq`.
             if st.last_seq.is_none_or(|last| seq > last) {
@@ -118,7 +141,11 @@ impl ShardReader {
                 None => 0,
             }
         };
-        Ok(ReadResult { records, next, millis_behind_latest, at_end: false })
+        Ok(ReadResult {
+            records,
+            next,
+            millis_behind_latest,
+            at_end: false,
+        })
     }
 }
-

@@ -20,7 +20,10 @@ use crate::limits::{ShardLimits, WriteBudget};
 use crate::reader::ShardReader;
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub struct ShardService {
@@ -40,7 +43,12 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, ApiError> {
 
 impl ShardService {
     pub fn new(group: u64, reader: ShardReader, limits: ShardLimits) -> Self {
-        ShardService { group, reader, limits, budget: Mutex::new(WriteBudget::new()) }
+        ShardService {
+            group,
+            reader,
+            limits,
+            budget: Mutex::new(WriteBudget::new()),
+        }
     }
 
     pub fn reader(&self) -> &ShardReader {
@@ -53,7 +61,10 @@ impl ShardService {
             return vec![true; records.len()];
         }
         let mut budget = self.budget.lock();
-        records.iter().map(|r| budget.take(r.data.len() + r.partition_key.len())).collect()
+        records
+            .iter()
+            .map(|r| budget.take(r.data.len() + r.partition_key.len()))
+            .collect()
     }
 
     async fn put(
@@ -63,15 +74,24 @@ impl ShardService {
         admitted: Vec<bool>,
     ) -> Result<Vec<u8>, ApiError> {
         let total = records.len();
-        let accepted: Vec<_> =
-            records.into_iter().zip(admitted.iter()).filter(|(_, ok)| **ok).map(|(r, _)| r).collect();
+        let accepted: Vec<_> = records
+            .into_iter()
+            .zip(admitted.iter())
+            .filter(|(_, ok)| **ok)
+            .map(|(r, _)| r)
+            .collect();
         let mut sequence = Vec::new();
         if !accepted.is_empty() {
-            let cmd = encode(&ShardCommand::Put { arrival_ms: now_ms(), records: accepted })?;
+            let cmd = encode(&ShardCommand::Put {
+                arrival_ms: now_ms(),
+                records: accepted,
+            })?;
             let reply = handle.propose(cmd).await.map_err(ApiError::from)?;
             match decode::<ApplyReply>(&reply)? {
                 ApplyReply::Put { log_index, count } => {
-                    sequence = (0..count).map(|p| SequenceNumber::new(group, log_index, p as u16).0).collect();
+                    sequence = (0..count)
+                        .map(|p| SequenceNumber::new(group, log_index, p as u16).0)
+                        .collect();
                 }
                 ApplyReply::Trimmed => return Err(ApiError::internal("unexpected reply to a put")),
             }
@@ -127,9 +147,16 @@ impl GroupService for ShardService {
     fn query(&self, request: &[u8]) -> Result<Vec<u8>, ApiError> {
         match decode::<ShardQuery>(request)? {
             ShardQuery::Position(at) => encode(&QueryReply::Position(self.reader.position(at)?)),
-            ShardQuery::Read { from, limit, max_bytes } => {
-                encode(&QueryReply::Read(self.reader.read(from, limit, max_bytes, now_ms())?))
-            }
+            ShardQuery::Read {
+                from,
+                limit,
+                max_bytes,
+            } => encode(&QueryReply::Read(self.reader.read(
+                from,
+                limit,
+                max_bytes,
+                now_ms(),
+            )?)),
         }
     }
 }

@@ -26,13 +26,21 @@ impl Gateway {
         req: v1::GetShardIteratorRequest,
     ) -> Result<v1::GetShardIteratorResponse, ApiError> {
         let stream = self.active_stream(&req.stream_name)?;
-        let shard_id: ShardId = req.shard_id.parse().map_err(|e: streamd_proto::ids::IdError| ApiError::invalid(e.to_string()))?;
-        let sh = stream.shard(shard_id).ok_or_else(|| shard_not_found(&stream.name, &req.shard_id))?.clone();
+        let shard_id: ShardId = req
+            .shard_id
+            .parse()
+            .map_err(|e: streamd_proto::ids::IdError| ApiError::invalid(e.to_string()))?;
+        let sh = stream
+            .shard(shard_id)
+            .ok_or_else(|| shard_not_found(&stream.name, &req.shard_id))?
+            .clone();
         let seq = || -> Result<u128, ApiError> {
             let s = req.starting_sequence_number.as_deref().ok_or_else(|| {
                 ApiError::invalid("StartingSequenceNumber is required for AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER.")
             })?;
-            Ok(s.parse::<SequenceNumber>().map_err(|e| ApiError::invalid(e.to_string()))?.0)
+            Ok(s.parse::<SequenceNumber>()
+                .map_err(|e| ApiError::invalid(e.to_string()))?
+                .0)
         };
         let at = match v1::ShardIteratorType::try_from(req.shard_iterator_type) {
             Ok(v1::ShardIteratorType::TrimHorizon) => StartAt::TrimHorizon,
@@ -40,14 +48,23 @@ impl Gateway {
             Ok(v1::ShardIteratorType::AtSequenceNumber) => StartAt::AtSequence(seq()?),
             Ok(v1::ShardIteratorType::AfterSequenceNumber) => StartAt::AfterSequence(seq()?),
             Ok(v1::ShardIteratorType::AtTimestamp) => StartAt::AtTimestamp(
-                req.timestamp_ms.ok_or_else(|| ApiError::invalid("Timestamp is required for AT_TIMESTAMP."))?,
+                req.timestamp_ms
+                    .ok_or_else(|| ApiError::invalid("Timestamp is required for AT_TIMESTAMP."))?,
             ),
-            _ => return Err(ApiError::invalid("ShardIteratorType is missing or unknown.")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "ShardIteratorType is missing or unknown.",
+                ));
+            }
         };
-        let q = bincode::serialize(&ShardQuery::Position(at)).map_err(|e| ApiError::internal(e.to_string()))?;
-        let position = match decode_reply(&self.query_replica(sh.group_id, &sh.replicas, q).await?)? {
+        let q = bincode::serialize(&ShardQuery::Position(at))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let position = match decode_reply(&self.query_replica(sh.group_id, &sh.replicas, q).await?)?
+        {
             QueryReply::Position(p) => p,
-            QueryReply::Read(_) => return Err(ApiError::internal("unexpected reply to a position query")),
+            QueryReply::Read(_) => {
+                return Err(ApiError::internal("unexpected reply to a position query"));
+            }
         };
         let token = IteratorToken {
             stream: stream.name.clone(),
@@ -56,20 +73,31 @@ impl Gateway {
             position,
             issued_ms: now_ms(),
         };
-        Ok(v1::GetShardIteratorResponse { shard_iterator: token.encode(&self.secret()) })
+        Ok(v1::GetShardIteratorResponse {
+            shard_iterator: token.encode(&self.secret()),
+        })
     }
 
     #[tracing::instrument(name = "gateway.get_records", skip_all)]
-    pub async fn get_records(&self, req: v1::GetRecordsRequest) -> Result<v1::GetRecordsResponse, ApiError> {
+    pub async fn get_records(
+        &self,
+        req: v1::GetRecordsRequest,
+    ) -> Result<v1::GetRecordsResponse, ApiError> {
         let limit = req.limit.unwrap_or(MAX_GET_RECORDS);
         if !(1..=MAX_GET_RECORDS).contains(&limit) {
-            return Err(ApiError::invalid(format!("Limit must be between 1 and {MAX_GET_RECORDS}, got {limit}.")));
+            return Err(ApiError::invalid(format!(
+                "Limit must be between 1 and {MAX_GET_RECORDS}, got {limit}."
+            )));
         }
         let now = now_ms();
-        let token = IteratorToken::decode(&req.shard_iterator, &self.secret(), now).map_err(|e| match e {
-            IteratorError::Malformed => ApiError::invalid(e.to_string()),
-            IteratorError::Expired { .. } => ApiError::new(ErrorCode::ExpiredIterator, e.to_string()),
-        })?;
+        let token = IteratorToken::decode(&req.shard_iterator, &self.secret(), now).map_err(
+            |e| match e {
+                IteratorError::Malformed => ApiError::invalid(e.to_string()),
+                IteratorError::Expired { .. } => {
+                    ApiError::new(ErrorCode::ExpiredIterator, e.to_string())
+                }
+            },
+        )?;
         let stream = self.stream(&token.stream)?;
         let sh = stream
             .shards
@@ -77,13 +105,23 @@ impl Gateway {
             .find(|s| s.group_id == token.group_id)
             .ok_or_else(|| shard_not_found(&stream.name, &ShardId(token.shard_id).to_string()))?
             .clone();
-        let q = bincode::serialize(&ShardQuery::Read { from: token.position, limit, max_bytes: MAX_GET_RECORDS_BYTES })
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let q = bincode::serialize(&ShardQuery::Read {
+            from: token.position,
+            limit,
+            max_bytes: MAX_GET_RECORDS_BYTES,
+        })
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         let read = match decode_reply(&self.query_replica(sh.group_id, &sh.replicas, q).await?)? {
             QueryReply::Read(r) => r,
-            QueryReply::Position(_) => return Err(ApiError::internal("unexpected reply to a read")),
+            QueryReply::Position(_) => {
+                return Err(ApiError::internal("unexpected reply to a read"));
+            }
         };
-        let next = IteratorToken { position: read.next, issued_ms: now, ..token };
+        let next = IteratorToken {
+            position: read.next,
+            issued_ms: now,
+            ..token
+        };
         Ok(v1::GetRecordsResponse {
             records: read
                 .records
@@ -95,7 +133,11 @@ impl Gateway {
                     partition_key: r.partition_key,
                 })
                 .collect(),
-            next_shard_iterator: if read.at_end { None } else { Some(next.encode(&self.secret())) },
+            next_shard_iterator: if read.at_end {
+                None
+            } else {
+                Some(next.encode(&self.secret()))
+            },
             millis_behind_latest: read.millis_behind_latest,
             child_shards: Vec::new(),
         })

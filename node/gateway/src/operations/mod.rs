@@ -15,14 +15,21 @@ pub(crate) fn stream_name(name: &str) -> Result<StreamName, ApiError> {
 }
 
 pub(crate) fn not_found(name: &str) -> ApiError {
-    ApiError::not_found(format!("Stream {name} under account 000000000000 not found."))
+    ApiError::not_found(format!(
+        "Stream {name} under account 000000000000 not found."
+    ))
 }
 
 impl Gateway {
     /// A copy of the stream's metadata, if it exists.
     pub(crate) fn stream(&self, name: &str) -> Result<StreamMeta, ApiError> {
         stream_name(name)?;
-        self.meta.read().streams.get(name).cloned().ok_or_else(|| not_found(name))
+        self.meta
+            .read()
+            .streams
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))
     }
 
     /// The stream, refusing data-plane calls until it is ready (as Kinesis does while CREATING).

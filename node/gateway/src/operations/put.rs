@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use streamd_meta::StreamMeta;
 use streamd_proto::ids::{HashKey, SequenceNumber};
-use streamd_proto::limits::{MAX_PARTITION_KEY_CHARS, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES};
+use streamd_proto::limits::{
+    MAX_PARTITION_KEY_CHARS, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES, MAX_RECORD_BYTES,
+};
 use streamd_proto::v1;
 use streamd_proto::{ApiError, ErrorCode};
 use streamd_shard::command::{RecordIn, RecordResult, ShardReply, ShardRequest};
@@ -27,13 +29,18 @@ fn validate_key(key: &str) -> Result<(), ApiError> {
 
 fn hash_key(key: &str, explicit: Option<&str>) -> Result<HashKey, ApiError> {
     match explicit {
-        Some(e) => e.parse::<HashKey>().map_err(|err| ApiError::invalid(err.to_string())),
+        Some(e) => e
+            .parse::<HashKey>()
+            .map_err(|err| ApiError::invalid(err.to_string())),
         None => Ok(HashKey::of_partition_key(key)),
     }
 }
 
 /// Where each record of a request goes: (shard index in the stream, record).
-fn route(stream: &StreamMeta, entries: Vec<v1::PutRecordsRequestEntry>) -> Result<Vec<(usize, RecordIn)>, ApiError> {
+fn route(
+    stream: &StreamMeta,
+    entries: Vec<v1::PutRecordsRequestEntry>,
+) -> Result<Vec<(usize, RecordIn)>, ApiError> {
     let mut total = 0usize;
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
@@ -51,7 +58,13 @@ fn route(stream: &StreamMeta, entries: Vec<v1::PutRecordsRequestEntry>) -> Resul
             .iter()
             .position(|s| s.is_open() && s.range.contains(hk))
             .ok_or_else(|| ApiError::internal("no open shard covers the hash key"))?;
-        out.push((shard, RecordIn { partition_key: e.partition_key, data: e.data.to_vec() }));
+        out.push((
+            shard,
+            RecordIn {
+                partition_key: e.partition_key,
+                data: e.data.to_vec(),
+            },
+        ));
     }
     if total > MAX_PUT_RECORDS_BYTES {
         return Err(ApiError::invalid(format!(
@@ -63,7 +76,10 @@ fn route(stream: &StreamMeta, entries: Vec<v1::PutRecordsRequestEntry>) -> Resul
 
 impl Gateway {
     #[tracing::instrument(name = "gateway.put_records", skip_all, fields(stream = %req.stream_name, records = req.records.len()))]
-    pub async fn put_records(&self, req: v1::PutRecordsRequest) -> Result<v1::PutRecordsResponse, ApiError> {
+    pub async fn put_records(
+        &self,
+        req: v1::PutRecordsRequest,
+    ) -> Result<v1::PutRecordsResponse, ApiError> {
         let n = req.records.len();
         if n == 0 || n > MAX_PUT_RECORDS {
             return Err(ApiError::invalid(format!(
@@ -97,7 +113,8 @@ impl Gateway {
         let mut failed = 0u32;
         for (shard_id, positions, result) in outcomes {
             let per_record: Vec<RecordResult> = match result.and_then(|b| {
-                bincode::deserialize::<ShardReply>(&b).map_err(|e| ApiError::internal(e.to_string()))
+                bincode::deserialize::<ShardReply>(&b)
+                    .map_err(|e| ApiError::internal(e.to_string()))
             }) {
                 Ok(ShardReply::Put { results }) => results,
                 Ok(ShardReply::Trimmed) => vec![],
@@ -105,7 +122,10 @@ impl Gateway {
                     tracing::warn!(shard_id = %shard_id, error = %e, "put to shard failed");
                     positions
                         .iter()
-                        .map(|_| RecordResult::Failed { error: e.code.name().into(), message: e.message.clone() })
+                        .map(|_| RecordResult::Failed {
+                            error: e.code.name().into(),
+                            message: e.message.clone(),
+                        })
                         .collect()
                 }
             };
@@ -117,26 +137,36 @@ impl Gateway {
                         entry.shard_id = Some(shard_id.to_string());
                     }
                     Some(RecordResult::Failed { error, message }) => {
-                        let code = ErrorCode::from_name(error).unwrap_or(ErrorCode::InternalFailure);
+                        let code =
+                            ErrorCode::from_name(error).unwrap_or(ErrorCode::InternalFailure);
                         entry.error_code = Some(code.kinesis_type().to_string());
                         entry.error_message = Some(message.clone());
                         failed += 1;
                     }
                     None => {
-                        entry.error_code = Some(ErrorCode::InternalFailure.kinesis_type().to_string());
+                        entry.error_code =
+                            Some(ErrorCode::InternalFailure.kinesis_type().to_string());
                         entry.error_message = Some("record was not written".into());
                         failed += 1;
                     }
                 }
             }
         }
-        Ok(v1::PutRecordsResponse { failed_record_count: failed, records: results, encryption_type: "NONE".into() })
+        Ok(v1::PutRecordsResponse {
+            failed_record_count: failed,
+            records: results,
+            encryption_type: "NONE".into(),
+        })
     }
 
     #[tracing::instrument(name = "gateway.put_record", skip_all, fields(stream = %req.stream_name))]
-    pub async fn put_record(&self, req: v1::PutRecordRequest) -> Result<v1::PutRecordResponse, ApiError> {
+    pub async fn put_record(
+        &self,
+        req: v1::PutRecordRequest,
+    ) -> Result<v1::PutRecordResponse, ApiError> {
         if let Some(s) = &req.sequence_number_for_ordering {
-            s.parse::<SequenceNumber>().map_err(|e| ApiError::invalid(e.to_string()))?;
+            s.parse::<SequenceNumber>()
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
         }
         let resp = self
             .put_records(v1::PutRecordsRequest {
@@ -150,9 +180,11 @@ impl Gateway {
             .await?;
         let r = resp.records.into_iter().next().unwrap_or_default();
         match (r.sequence_number, r.shard_id) {
-            (Some(sequence_number), Some(shard_id)) => {
-                Ok(v1::PutRecordResponse { shard_id, sequence_number, encryption_type: "NONE".into() })
-            }
+            (Some(sequence_number), Some(shard_id)) => Ok(v1::PutRecordResponse {
+                shard_id,
+                sequence_number,
+                encryption_type: "NONE".into(),
+            }),
             _ => {
                 let name = r.error_code.unwrap_or_default();
                 let code = crate::operations::put::code_from_kinesis(&name);

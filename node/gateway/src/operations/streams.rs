@@ -21,7 +21,11 @@ fn status(s: StreamStatus) -> v1::StreamStatus {
 }
 
 fn mode(on_demand: bool) -> v1::StreamMode {
-    if on_demand { v1::StreamMode::OnDemand } else { v1::StreamMode::Provisioned }
+    if on_demand {
+        v1::StreamMode::OnDemand
+    } else {
+        v1::StreamMode::Provisioned
+    }
 }
 
 impl Gateway {
@@ -44,7 +48,12 @@ impl Gateway {
         }
     }
 
-    fn description(&self, s: &StreamMeta, shards: Vec<v1::Shard>, has_more: bool) -> v1::StreamDescription {
+    fn description(
+        &self,
+        s: &StreamMeta,
+        shards: Vec<v1::Shard>,
+        has_more: bool,
+    ) -> v1::StreamDescription {
         v1::StreamDescription {
             stream_name: s.name.clone(),
             stream_arn: s.arn.clone(),
@@ -62,14 +71,21 @@ impl Gateway {
     }
 
     #[tracing::instrument(name = "gateway.create_stream", skip_all, fields(stream = %req.stream_name))]
-    pub async fn create_stream(&self, req: v1::CreateStreamRequest) -> Result<v1::CreateStreamResponse, ApiError> {
+    pub async fn create_stream(
+        &self,
+        req: v1::CreateStreamRequest,
+    ) -> Result<v1::CreateStreamResponse, ApiError> {
         let name = stream_name(&req.stream_name)?;
         let on_demand = req.stream_mode == v1::StreamMode::OnDemand as i32;
         let shard_count = match (req.shard_count, on_demand) {
             (Some(n), _) => n,
             // On-demand streams start with Kinesis's four shards.
             (None, true) => 4,
-            (None, false) => return Err(ApiError::invalid("ShardCount is required for a provisioned stream.")),
+            (None, false) => {
+                return Err(ApiError::invalid(
+                    "ShardCount is required for a provisioned stream.",
+                ));
+            }
         };
         if shard_count == 0 || shard_count > MAX_SHARDS_PER_STREAM {
             return Err(ApiError::invalid(format!(
@@ -88,27 +104,51 @@ impl Gateway {
     }
 
     #[tracing::instrument(name = "gateway.delete_stream", skip_all, fields(stream = %req.stream_name))]
-    pub async fn delete_stream(&self, req: v1::DeleteStreamRequest) -> Result<v1::DeleteStreamResponse, ApiError> {
+    pub async fn delete_stream(
+        &self,
+        req: v1::DeleteStreamRequest,
+    ) -> Result<v1::DeleteStreamResponse, ApiError> {
         stream_name(&req.stream_name)?;
-        self.propose_meta(&MetaCommand::DeleteStream { name: req.stream_name }).await?;
+        self.propose_meta(&MetaCommand::DeleteStream {
+            name: req.stream_name,
+        })
+        .await?;
         Ok(v1::DeleteStreamResponse {})
     }
 
     #[tracing::instrument(name = "gateway.describe_stream", skip_all, fields(stream = %req.stream_name))]
-    pub fn describe_stream(&self, req: v1::DescribeStreamRequest) -> Result<v1::DescribeStreamResponse, ApiError> {
+    pub fn describe_stream(
+        &self,
+        req: v1::DescribeStreamRequest,
+    ) -> Result<v1::DescribeStreamResponse, ApiError> {
         let s = self.stream(&req.stream_name)?;
         let limit = req.limit.unwrap_or(100);
         if !(1..=10_000).contains(&limit) {
-            return Err(ApiError::invalid(format!("Limit must be between 1 and 10000, got {limit}.")));
+            return Err(ApiError::invalid(format!(
+                "Limit must be between 1 and 10000, got {limit}."
+            )));
         }
         let start = match &req.exclusive_start_shard_id {
-            Some(id) => Some(id.parse::<ShardId>().map_err(|e| ApiError::invalid(e.to_string()))?),
+            Some(id) => Some(
+                id.parse::<ShardId>()
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+            ),
             None => None,
         };
-        let after: Vec<&ShardMeta> = s.shards.iter().filter(|x| start.is_none_or(|st| x.shard_id > st)).collect();
+        let after: Vec<&ShardMeta> = s
+            .shards
+            .iter()
+            .filter(|x| start.is_none_or(|st| x.shard_id > st))
+            .collect();
         let has_more = after.len() > limit as usize;
-        let shards = after.into_iter().take(limit as usize).map(|x| self.shard_view(x)).collect();
-        Ok(v1::DescribeStreamResponse { stream_description: Some(self.description(&s, shards, has_more)) })
+        let shards = after
+            .into_iter()
+            .take(limit as usize)
+            .map(|x| self.shard_view(x))
+            .collect();
+        Ok(v1::DescribeStreamResponse {
+            stream_description: Some(self.description(&s, shards, has_more)),
+        })
     }
 
     #[tracing::instrument(name = "gateway.describe_stream_summary", skip_all, fields(stream = %req.stream_name))]
@@ -123,16 +163,25 @@ impl Gateway {
     }
 
     #[tracing::instrument(name = "gateway.list_streams", skip_all)]
-    pub fn list_streams(&self, req: v1::ListStreamsRequest) -> Result<v1::ListStreamsResponse, ApiError> {
+    pub fn list_streams(
+        &self,
+        req: v1::ListStreamsRequest,
+    ) -> Result<v1::ListStreamsResponse, ApiError> {
         let limit = req.limit.unwrap_or(100);
         if !(1..=10_000).contains(&limit) {
-            return Err(ApiError::invalid(format!("Limit must be between 1 and 10000, got {limit}.")));
+            return Err(ApiError::invalid(format!(
+                "Limit must be between 1 and 10000, got {limit}."
+            )));
         }
         let meta = self.meta.read();
         let after: Vec<&StreamMeta> = meta
             .streams
             .values()
-            .filter(|s| req.exclusive_start_stream_name.as_ref().is_none_or(|x| s.name.as_str() > x.as_str()))
+            .filter(|s| {
+                req.exclusive_start_stream_name
+                    .as_ref()
+                    .is_none_or(|x| s.name.as_str() > x.as_str())
+            })
             .collect();
         let has_more = after.len() > limit as usize;
         let page: Vec<&StreamMeta> = after.into_iter().take(limit as usize).collect();
@@ -153,14 +202,21 @@ impl Gateway {
     }
 
     #[tracing::instrument(name = "gateway.list_shards", skip_all)]
-    pub fn list_shards(&self, req: v1::ListShardsRequest) -> Result<v1::ListShardsResponse, ApiError> {
+    pub fn list_shards(
+        &self,
+        req: v1::ListShardsRequest,
+    ) -> Result<v1::ListShardsResponse, ApiError> {
         let max = req.max_results.unwrap_or(1000);
         if !(1..=10_000).contains(&max) {
-            return Err(ApiError::invalid(format!("MaxResults must be between 1 and 10000, got {max}.")));
+            return Err(ApiError::invalid(format!(
+                "MaxResults must be between 1 and 10000, got {max}."
+            )));
         }
         let (name, start) = match (&req.next_token, &req.stream_name) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::invalid("NextToken and StreamName cannot be provided together."));
+                return Err(ApiError::invalid(
+                    "NextToken and StreamName cannot be provided together.",
+                ));
             }
             (Some(tok), None) => {
                 let raw = URL_SAFE_NO_PAD
@@ -168,28 +224,48 @@ impl Gateway {
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
-                let (n, id) = raw.split_once('|').ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
-                let id: ShardId = id.parse().map_err(|_| ApiError::invalid("Invalid NextToken."))?;
+                let (n, id) = raw
+                    .split_once('|')
+                    .ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
+                let id: ShardId = id
+                    .parse()
+                    .map_err(|_| ApiError::invalid("Invalid NextToken."))?;
                 (n.to_string(), Some(id))
             }
             (None, Some(n)) => {
                 let start = match &req.exclusive_start_shard_id {
-                    Some(id) => Some(id.parse::<ShardId>().map_err(|e| ApiError::invalid(e.to_string()))?),
+                    Some(id) => Some(
+                        id.parse::<ShardId>()
+                            .map_err(|e| ApiError::invalid(e.to_string()))?,
+                    ),
                     None => None,
                 };
                 (n.clone(), start)
             }
-            (None, None) => return Err(ApiError::invalid("Either NextToken or StreamName should be provided.")),
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "Either NextToken or StreamName should be provided.",
+                ));
+            }
         };
         let s = self.stream(&name)?;
-        let after: Vec<&ShardMeta> = s.shards.iter().filter(|x| start.is_none_or(|st| x.shard_id > st)).collect();
+        let after: Vec<&ShardMeta> = s
+            .shards
+            .iter()
+            .filter(|x| start.is_none_or(|st| x.shard_id > st))
+            .collect();
         let has_more = after.len() > max as usize;
         let page: Vec<&ShardMeta> = after.into_iter().take(max as usize).collect();
         let next_token = match (has_more, page.last()) {
-            (true, Some(last)) => Some(URL_SAFE_NO_PAD.encode(format!("{}|{}", s.name, last.shard_id))),
+            (true, Some(last)) => {
+                Some(URL_SAFE_NO_PAD.encode(format!("{}|{}", s.name, last.shard_id)))
+            }
             _ => None,
         };
-        Ok(v1::ListShardsResponse { shards: page.into_iter().map(|x| self.shard_view(x)).collect(), next_token })
+        Ok(v1::ListShardsResponse {
+            shards: page.into_iter().map(|x| self.shard_view(x)).collect(),
+            next_token,
+        })
     }
 
     #[tracing::instrument(name = "gateway.update_retention", skip_all, fields(stream = %req.stream_name))]
@@ -214,8 +290,14 @@ impl Gateway {
     #[tracing::instrument(name = "gateway.cluster_status", skip_all)]
     pub fn cluster_status(&self) -> Result<v1::ClusterStatusResponse, ApiError> {
         let meta = self.meta.read();
-        let meta_status = self.host.group(streamd_raft::META_GROUP).map(|g| g.status());
-        let voters = meta_status.as_ref().map(|s| s.voters.clone()).unwrap_or_default();
+        let meta_status = self
+            .host
+            .group(streamd_raft::META_GROUP)
+            .map(|g| g.status());
+        let voters = meta_status
+            .as_ref()
+            .map(|s| s.voters.clone())
+            .unwrap_or_default();
         let mut nodes: Vec<v1::NodeStatus> = meta
             .nodes
             .values()
@@ -223,7 +305,10 @@ impl Gateway {
                 node_id: n.id,
                 address: n.addr.clone(),
                 voter: voters.contains(&n.id),
-                groups: meta.all_shards().filter(|(_, sh)| sh.replicas.contains(&n.id)).count() as u32,
+                groups: meta
+                    .all_shards()
+                    .filter(|(_, sh)| sh.replicas.contains(&n.id))
+                    .count() as u32,
                 leaders: 0,
             })
             .collect();
@@ -235,7 +320,10 @@ impl Gateway {
                 n.leaders += 1;
             }
         }
-        Ok(v1::ClusterStatusResponse { metadata_leader: meta_status.and_then(|s| s.leader), nodes })
+        Ok(v1::ClusterStatusResponse {
+            metadata_leader: meta_status.and_then(|s| s.leader),
+            nodes,
+        })
     }
 }
 
@@ -246,4 +334,3 @@ pub(crate) fn shard_not_found(stream: &str, shard: &str) -> ApiError {
         format!("Shard {shard} in stream {stream} under account 000000000000 does not exist"),
     )
 }
-

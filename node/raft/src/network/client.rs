@@ -44,7 +44,11 @@ impl PeerClients {
         {
             return;
         }
-        let uri = if addr.starts_with("http") { addr.to_string() } else { format!("http://{addr}") };
+        let uri = if addr.starts_with("http") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
         let Ok(endpoint) = Endpoint::from_shared(uri) else {
             tracing::warn!(node, addr, "ignoring unparsable peer address");
             return;
@@ -81,7 +85,11 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<Vec<u8>, ApiError> {
         let mut c = self.client(node).ok_or_else(|| unknown_node(node))?;
-        let mut req = tonic::Request::new(GroupMessage { group_id: group, payload: command.into(), map_epoch });
+        let mut req = tonic::Request::new(GroupMessage {
+            group_id: group,
+            payload: command.into(),
+            map_epoch,
+        });
         req.set_timeout(timeout);
         match c.propose(req).await {
             Ok(r) => Ok(r.into_inner().payload.to_vec()),
@@ -98,7 +106,11 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<Vec<u8>, ApiError> {
         let mut c = self.client(node).ok_or_else(|| unknown_node(node))?;
-        let mut req = tonic::Request::new(GroupMessage { group_id: group, payload: query.into(), map_epoch: 0 });
+        let mut req = tonic::Request::new(GroupMessage {
+            group_id: group,
+            payload: query.into(),
+            map_epoch: 0,
+        });
         req.set_timeout(timeout);
         match c.query(req).await {
             Ok(r) => Ok(r.into_inner().payload.to_vec()),
@@ -118,9 +130,14 @@ impl PeerClients {
         Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
     {
-        let mut c = self.client(target).ok_or_else(|| NetError(format!("unknown node {target}")))?;
+        let mut c = self
+            .client(target)
+            .ok_or_else(|| NetError(format!("unknown node {target}")))?;
         let payload = bincode::serialize(rpc).map_err(|e| NetError(e.to_string()))?;
-        let mut req = tonic::Request::new(RaftMessage { group_id: group, payload: payload.into() });
+        let mut req = tonic::Request::new(RaftMessage {
+            group_id: group,
+            payload: payload.into(),
+        });
         req.set_timeout(ttl);
         let res = match kind {
             RaftRpc::Append => c.raft_append(req).await,
@@ -130,14 +147,17 @@ impl PeerClients {
             RaftRpc::TransferLeader => c.raft_transfer_leader(req).await,
         };
         let reply = res.map_err(|s| NetError(format!("{}: {}", s.code(), s.message())))?;
-        let decoded: Result<Resp, String> =
-            bincode::deserialize(&reply.into_inner().payload).map_err(|e| NetError(e.to_string()))?;
+        let decoded: Result<Resp, String> = bincode::deserialize(&reply.into_inner().payload)
+            .map_err(|e| NetError(e.to_string()))?;
         decoded.map_err(NetError)
     }
 }
 
 fn unknown_node(node: u64) -> ApiError {
-    ApiError::new(ErrorCode::Unavailable, format!("no address known for node {node}"))
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("no address known for node {node}"),
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -216,9 +236,15 @@ impl GroupRouter<TypeConfig, u64> for PeerClients {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft_call(target, group_id, RaftRpc::TransferLeader, &req, option.hard_ttl())
-            .await
-            .map_err(unreachable)
+        self.raft_call(
+            target,
+            group_id,
+            RaftRpc::TransferLeader,
+            &req,
+            option.hard_ttl(),
+        )
+        .await
+        .map_err(unreachable)
     }
 }
 

@@ -49,7 +49,8 @@ impl InternalService {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
-    bincode::deserialize(bytes).map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
+    bincode::deserialize(bytes)
+        .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
 }
 
 fn reply<T: serde::Serialize, E: std::fmt::Display>(
@@ -58,13 +59,19 @@ fn reply<T: serde::Serialize, E: std::fmt::Display>(
 ) -> Result<Response<RaftMessage>, Status> {
     let r: Result<T, String> = r.map_err(|e| e.to_string());
     let payload = bincode::serialize(&r).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftMessage { group_id: group, payload: payload.into() }))
+    Ok(Response::new(RaftMessage {
+        group_id: group,
+        payload: payload.into(),
+    }))
 }
 
 #[tonic::async_trait]
 impl Internal for InternalService {
     #[tracing::instrument(name = "raft.append", skip_all, fields(group_id = req.get_ref().group_id))]
-    async fn raft_append(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn raft_append(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let g = self.group(m.group_id)?;
         let rpc = decode(&m.payload)?;
@@ -79,19 +86,31 @@ impl Internal for InternalService {
     }
 
     #[tracing::instrument(name = "raft.pre_vote", skip_all, fields(group_id = req.get_ref().group_id))]
-    async fn raft_pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn raft_pre_vote(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let g = self.group(m.group_id)?;
         reply(m.group_id, g.raft().pre_vote(decode(&m.payload)?).await)
     }
 
     #[tracing::instrument(name = "raft.snapshot", skip_all, fields(group_id = req.get_ref().group_id))]
-    async fn raft_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn raft_snapshot(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let g = self.group(m.group_id)?;
         let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(&m.payload)?;
-        let snapshot: Snapshot = Snapshot { meta, snapshot: data };
-        reply(m.group_id, g.raft().install_full_snapshot(vote, snapshot).await)
+        let snapshot: Snapshot = Snapshot {
+            meta,
+            snapshot: data,
+        };
+        reply(
+            m.group_id,
+            g.raft().install_full_snapshot(vote, snapshot).await,
+        )
     }
 
     #[tracing::instrument(name = "raft.transfer_leader", skip_all, fields(group_id = req.get_ref().group_id))]
@@ -112,10 +131,16 @@ impl Internal for InternalService {
             return Err(ApiError::not_leader(None).to_status());
         };
         let Some(service) = g.service() else {
-            return Err(ApiError::internal(format!("group {} takes no requests", m.group_id)).to_status());
+            return Err(
+                ApiError::internal(format!("group {} takes no requests", m.group_id)).to_status(),
+            );
         };
         match service.propose(g, m.payload.to_vec()).await {
-            Ok(r) => Ok(Response::new(GroupMessage { group_id: m.group_id, payload: r.into(), map_epoch: 0 })),
+            Ok(r) => Ok(Response::new(GroupMessage {
+                group_id: m.group_id,
+                payload: r.into(),
+                map_epoch: 0,
+            })),
             Err(e) => Err(e.to_status()),
         }
     }
@@ -132,7 +157,11 @@ impl Internal for InternalService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         match r {
-            Ok(b) => Ok(Response::new(GroupMessage { group_id: m.group_id, payload: b.into(), map_epoch: 0 })),
+            Ok(b) => Ok(Response::new(GroupMessage {
+                group_id: m.group_id,
+                payload: b.into(),
+                map_epoch: 0,
+            })),
             Err(e) => Err(e.to_status()),
         }
     }
