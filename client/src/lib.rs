@@ -35,6 +35,3 @@ pub use connect::ClientOptions;
 pub use error::ClientError;
 pub use retry::RetryPolicy;
 pub use streamd_proto::{ApiError, ErrorCode, v1};
-
-#[cfg(test)]
-mod stub_server;

@@ -108,6 +108,8 @@ pub(crate) struct Acked {
     pub(crate) seq: SequenceNumber,
     pub(crate) key: String,
     pub(crate) data: Bytes,
+    /// When the call that put it was sent, and when its acknowledgement arrived.
+    pub(crate) sent: Instant,
     pub(crate) at: Instant,
 }
 
@@ -146,6 +148,7 @@ pub(crate) async fn put_and_file(
     batch: Vec<v1::PutRecordsRequestEntry>,
     out: &mut Outcomes,
 ) -> Result<(), ClientError> {
+    let sent = Instant::now();
     match client.put_records(stream, batch.clone()).await {
         Ok(resp) => {
             let at = Instant::now();
@@ -167,6 +170,7 @@ pub(crate) async fn put_and_file(
                         seq: seq(&s),
                         key: entry.partition_key,
                         data: entry.data,
+                        sent,
                         at,
                     }),
                     (None, None, Some(code)) => {

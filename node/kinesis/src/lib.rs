@@ -1,0 +1,1 @@
+//! The Kinesis-compatible front door (placeholder while the modules land).
