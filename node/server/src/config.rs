@@ -85,6 +85,10 @@ pub(crate) struct NodeFlags {
     pub(crate) region: Option<String>,
     #[arg(long, value_enum)]
     pub(crate) log_format: Option<LogFormat>,
+    /// Verify SigV4 signatures on the Kinesis API against these keys (AKID:SECRET,...);
+    /// without it signatures are not checked.
+    #[arg(long, env = "STREAMD_KINESIS_AUTH_KEYS", hide_env_values = true)]
+    pub(crate) kinesis_auth_keys: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +103,7 @@ struct FileConfig {
     shard_limits: Option<ShardLimitsFlag>,
     region: Option<String>,
     log_format: Option<LogFormat>,
+    kinesis_auth_keys: Option<String>,
 }
 
 /// The resolved settings of one node.
@@ -107,13 +112,14 @@ pub(crate) struct NodeConfig {
     pub(crate) node_id: u64,
     pub(crate) data_dir: PathBuf,
     pub(crate) grpc_addr: SocketAddr,
-    #[allow(dead_code)] // served once the Kinesis API lands
     pub(crate) kinesis_addr: SocketAddr,
     pub(crate) admin_addr: SocketAddr,
     pub(crate) initial_cluster: BTreeMap<u64, String>,
     pub(crate) shard_limits: ShardLimitsFlag,
     pub(crate) region: String,
     pub(crate) log_format: LogFormat,
+    /// (access key id, secret) pairs; empty means signatures are not checked.
+    pub(crate) kinesis_auth_keys: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +140,8 @@ pub(crate) enum ConfigError {
     NotInCluster(u64),
     #[error("node id must be 1 or more")]
     NodeId,
+    #[error("invalid --kinesis-auth-keys entry: expected ACCESS_KEY_ID:SECRET")]
+    AuthKeys,
 }
 
 fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
@@ -152,6 +160,20 @@ fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
         out.insert(id, addr.trim().to_string());
     }
     Ok(out)
+}
+
+fn parse_keys(s: Option<String>) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once(':') {
+            Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
+                Ok((id.to_string(), secret.to_string()))
+            }
+            _ => Err(ConfigError::AuthKeys),
+        })
+        .collect()
 }
 
 impl NodeFlags {
@@ -210,6 +232,7 @@ impl NodeFlags {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            kinesis_auth_keys: parse_keys(self.kinesis_auth_keys.or(file.kinesis_auth_keys))?,
         })
     }
 }

@@ -106,6 +106,11 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
     });
     tokio::spawn(driver::run(node.clone()));
     let admin = tokio::spawn(admin::serve(node.clone(), stopped(stop_rx.clone())));
+    let kinesis = tokio::spawn({
+        let n = node.clone();
+        let stop = stopped(stop_rx.clone());
+        async move { n.serve_kinesis(stop).await }
+    });
     let grpc = node.serve_grpc(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -113,5 +118,10 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
     let result = grpc.await;
     node.host.shutdown().await;
     let _ = admin.await;
+    match kinesis.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "kinesis api stopped"),
+        Err(e) => tracing::error!(error = %e, "kinesis api task failed"),
+        Ok(Ok(())) => {}
+    }
     result
 }

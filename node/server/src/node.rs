@@ -136,6 +136,29 @@ impl Node {
         }
     }
 
+    /// Serves the Kinesis API until `shutdown` resolves.
+    pub(crate) async fn serve_kinesis(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let addr = self.config.kinesis_addr;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        let auth = (!self.config.kinesis_auth_keys.is_empty()).then(|| {
+            streamd_kinesis::sigv4::SigV4Verifier::new(self.config.kinesis_auth_keys.iter().map(
+                |(id, secret)| streamd_kinesis::sigv4::Credentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                },
+            ))
+        });
+        let api = streamd_kinesis::KinesisApi::new(self.gateway.clone(), auth);
+        streamd_kinesis::serve(listener, api, shutdown)
+            .await
+            .map_err(|source| NodeError::Listen { addr, source })
+    }
+
     /// Serves the public and internal gRPC services until `shutdown` resolves.
     pub(crate) async fn serve_grpc(
         &self,

@@ -18,8 +18,8 @@ from botocore.config import Config
 
 import helpers
 
-AUTH_KEY_ID = "AKIDTEST"
-AUTH_SECRET = "secret123"
+AUTH_KEY_ID = helpers.KEY_ID
+AUTH_SECRET = helpers.SECRET
 READY_TIMEOUT_S = float(os.environ.get("STREAMD_READY_TIMEOUT", "60"))
 
 
@@ -80,9 +80,11 @@ class Streamd:
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(("$ " + " ".join(args) + "\n").encode())
         self._log_file.flush()
+        env = dict(os.environ)
+        env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
             args, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.dir,
+            cwd=self.dir, env=env,
         )
         self._wait_ready()
 
@@ -155,6 +157,25 @@ class Streamd:
             self._log_file = None
 
 
+class ExternalNode:
+    """A node someone else runs (STREAMD_KINESIS_ENDPOINT): nothing to start or stop."""
+
+    def __init__(self, label: str, endpoint: str, admin: str | None):
+        self.label = label
+        self.endpoint = endpoint.rstrip("/")
+        self.admin = admin.rstrip("/") if admin else None
+        self.log_path = None
+
+    def healthy(self) -> bool:
+        if not self.admin:
+            return True
+        try:
+            with urllib.request.urlopen(self.admin + "/healthz", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+
 _RUNNING: list[Streamd] = []
 
 
@@ -201,6 +222,10 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def streamd(request):
     """The main node: Kinesis per-shard limits ON (the default), SigV4 checks OFF."""
+    external = os.environ.get("STREAMD_KINESIS_ENDPOINT")
+    if external:
+        yield ExternalNode("main", external, os.environ.get("STREAMD_ADMIN_URL"))
+        return
     node = _start("main", [])
     yield node
     _finish(request, node)
@@ -209,6 +234,12 @@ def streamd(request):
 @pytest.fixture(scope="session")
 def streamd_auth(request):
     """A node that verifies SigV4 signatures against AKIDTEST:secret123."""
+    if os.environ.get("STREAMD_KINESIS_ENDPOINT"):
+        external = os.environ.get("STREAMD_AUTH_KINESIS_ENDPOINT")
+        if not external:
+            pytest.skip("STREAMD_KINESIS_ENDPOINT is set but STREAMD_AUTH_KINESIS_ENDPOINT is not")
+        yield ExternalNode("auth", external, None)
+        return
     node = _start("auth", ["--kinesis-auth-keys", f"{AUTH_KEY_ID}:{AUTH_SECRET}"])
     yield node
     _finish(request, node)

@@ -26,6 +26,9 @@ TARGET_PREFIX = "Kinesis_20131202."
 JSON_CT = "application/x-amz-json-1.1"
 CBOR_CT = "application/x-amz-cbor-1.1"
 MAX_HASH_KEY = 2**128 - 1
+# The credentials every client in the suite signs with (the auth node knows them).
+KEY_ID = "AKIDTEST"
+SECRET = "secret123"
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SHARD_ID_RE = re.compile(r"^shardId-\d{12}$")
 SEQ_RE = re.compile(r"^(0|[1-9]\d{0,128})$")
@@ -112,8 +115,12 @@ def read_shard(
     want: int,
     deadline_s: float = 30.0,
     limit: int | None = None,
+    drain: bool = False,
 ) -> list[dict]:
     """GetRecords from an iterator until `want` records are read or the deadline passes.
+
+    With drain=True it goes on after `want` until a response comes back empty with
+    MillisBehindLatest 0, so records beyond the expected ones are seen too.
 
     A ProvisionedThroughputExceededException on a read (Kinesis allows 5 GetRecords
     per second per shard) is waited out briefly, as any Kinesis consumer does.
@@ -121,7 +128,9 @@ def read_shard(
     out: list[dict] = []
     it = shard_iterator
     deadline = time.monotonic() + deadline_s
-    while it and len(out) < want and time.monotonic() < deadline:
+    while it and time.monotonic() < deadline:
+        if len(out) >= want and not drain:
+            break
         kwargs = {"ShardIterator": it}
         if limit is not None:
             kwargs["Limit"] = limit
@@ -135,16 +144,18 @@ def read_shard(
         out.extend(resp["Records"])
         it = resp.get("NextShardIterator")
         if not resp["Records"]:
+            if drain and len(out) >= want and resp.get("MillisBehindLatest", 0) == 0:
+                break
             time.sleep(0.2)
     return out
 
 
 def read_from(kinesis, name: str, shard_id: str, want: int, iterator_type: str = "TRIM_HORIZON",
-              deadline_s: float = 30.0, **iterator_kwargs) -> list[dict]:
+              deadline_s: float = 30.0, drain: bool = False, **iterator_kwargs) -> list[dict]:
     it = kinesis.get_shard_iterator(
         StreamName=name, ShardId=shard_id, ShardIteratorType=iterator_type, **iterator_kwargs
     )["ShardIterator"]
-    return read_shard(kinesis, it, want, deadline_s=deadline_s)
+    return read_shard(kinesis, it, want, deadline_s=deadline_s, drain=drain)
 
 
 def throttle_shard(kinesis, name: str, partition_key: str, tag: str, max_batches: int = 8,
@@ -204,8 +215,13 @@ def raw_post(endpoint: str, body: bytes, headers: dict, timeout: float = 30.0, p
 
 
 def raw_call(endpoint: str, operation: str, body: bytes, content_type: str = JSON_CT,
-             extra_headers: dict | None = None, timeout: float = 30.0) -> RawResponse:
-    headers = {"Content-Type": content_type, "X-Amz-Target": TARGET_PREFIX + operation}
+             extra_headers: dict | None = None, timeout: float = 30.0, sign: bool = True) -> RawResponse:
+    """POST one operation. Signed with SigV4 (KEY_ID/SECRET) like any SDK request, unless
+    sign=False."""
+    if sign:
+        headers = sign_headers(endpoint, operation, body, KEY_ID, SECRET, content_type=content_type)
+    else:
+        headers = {"Content-Type": content_type, "X-Amz-Target": TARGET_PREFIX + operation}
     headers.update(extra_headers or {})
     return raw_post(endpoint, body, headers, timeout=timeout)
 

@@ -294,10 +294,10 @@ def test_retention_period_increase_and_decrease(kinesis, stream_name):
 @pytest.mark.parametrize(
     "op,hours,why",
     [
-        ("increase", 12, "below the current period (and the 24 h minimum)"),
-        ("increase", 8761, "above the 8760 h maximum"),
-        ("decrease", 48, "longer than the current period"),
-        ("decrease", 23, "below the 24 h minimum"),
+        pytest.param("increase", 12, "below the current period (and the 24 h minimum)", id="increase-12"),
+        pytest.param("increase", 8761, "above the 8760 h maximum", id="increase-8761"),
+        pytest.param("decrease", 48, "longer than the current period", id="decrease-48"),
+        pytest.param("decrease", 23, "below the 24 h minimum", id="decrease-23"),
     ],
 )
 def test_retention_period_invalid_argument(kinesis, stream, op, hours, why):

@@ -1,0 +1,101 @@
+//! Kinesis actions: each maps a request's members to a gateway operation and its result back to
+//! Kinesis's response shape.
+
+mod account;
+mod records;
+mod streams;
+
+use crate::codec::{Doc, Input};
+use crate::error::KinesisError;
+use crate::router::KinesisApi;
+
+/// What an action answers with.
+pub(crate) enum Reply {
+    Doc(Doc),
+    /// A streamed `application/vnd.amazon.eventstream` body (SubscribeToShard).
+    #[allow(dead_code)]
+    EventStream(axum::body::Body),
+}
+
+impl From<Doc> for Reply {
+    fn from(d: Doc) -> Self {
+        Reply::Doc(d)
+    }
+}
+
+/// Every operation of the Kinesis_20131202 model, so an operation the cluster cannot carry out yet
+/// is told apart from one that does not exist.
+const KNOWN: [&str; 39] = [
+    "AddTagsToStream",
+    "CreateStream",
+    "DecreaseStreamRetentionPeriod",
+    "DeleteResourcePolicy",
+    "DeleteStream",
+    "DeregisterStreamConsumer",
+    "DescribeAccountSettings",
+    "DescribeLimits",
+    "DescribeStream",
+    "DescribeStreamConsumer",
+    "DescribeStreamSummary",
+    "DisableEnhancedMonitoring",
+    "EnableEnhancedMonitoring",
+    "GetRecords",
+    "GetResourcePolicy",
+    "GetShardIterator",
+    "IncreaseStreamRetentionPeriod",
+    "ListShards",
+    "ListStreamConsumers",
+    "ListStreams",
+    "ListTagsForResource",
+    "ListTagsForStream",
+    "MergeShards",
+    "PutRecord",
+    "PutRecords",
+    "PutResourcePolicy",
+    "RegisterStreamConsumer",
+    "RemoveTagsFromStream",
+    "SplitShard",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "SubscribeToShard",
+    "TagResource",
+    "UntagResource",
+    "UpdateAccountSettings",
+    "UpdateMaxRecordSize",
+    "UpdateShardCount",
+    "UpdateStreamMode",
+    "UpdateStreamWarmThroughput",
+];
+
+pub(crate) async fn dispatch(
+    api: &KinesisApi,
+    action: &str,
+    input: Input,
+) -> Result<Reply, KinesisError> {
+    let doc = match action {
+        "CreateStream" => streams::create_stream(api, &input).await?,
+        "DeleteStream" => streams::delete_stream(api, &input).await?,
+        "DescribeStream" => streams::describe_stream(api, &input)?,
+        "DescribeStreamSummary" => streams::describe_stream_summary(api, &input)?,
+        "ListStreams" => streams::list_streams(api, &input)?,
+        "ListShards" => streams::list_shards(api, &input)?,
+        "IncreaseStreamRetentionPeriod" => streams::update_retention(api, &input, true).await?,
+        "DecreaseStreamRetentionPeriod" => streams::update_retention(api, &input, false).await?,
+        "PutRecord" => records::put_record(api, &input).await?,
+        "PutRecords" => records::put_records(api, &input).await?,
+        "GetShardIterator" => records::get_shard_iterator(api, &input).await?,
+        "GetRecords" => records::get_records(api, &input).await?,
+        "DescribeLimits" => account::describe_limits(api)?,
+        other if KNOWN.contains(&other) => {
+            return Err(KinesisError::new(
+                "InvalidArgumentException",
+                400,
+                format!(
+                    "{other} is not supported by this streamd version yet; nothing was changed."
+                ),
+            ));
+        }
+        other => return Err(KinesisError::unknown_operation(other)),
+    };
+    Ok(Reply::Doc(doc))
+}

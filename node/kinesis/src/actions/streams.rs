@@ -1,0 +1,380 @@
+//! Stream and shard control-plane actions.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use streamd_proto::v1;
+
+use crate::codec::{Doc, Input};
+use crate::error::KinesisError;
+use crate::router::KinesisApi;
+
+/// The stream a request names, by `StreamName` or `StreamARN`, checked as AWS's model does.
+pub(super) fn stream_name(input: &Input) -> Result<String, KinesisError> {
+    let name = match (input.opt_str("StreamName")?, input.opt_str("StreamARN")?) {
+        (Some(n), _) => n,
+        (None, Some(arn)) => match arn.rsplit_once(":stream/") {
+            Some((_, n)) if arn.starts_with("arn:") => n.to_string(),
+            _ => {
+                return Err(KinesisError::validation(format!(
+                    "1 validation error detected: Value '{arn}' at 'streamARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{{12}}:stream/\\S+"
+                )));
+            }
+        },
+        (None, None) => {
+            return Err(KinesisError::new(
+                "InvalidArgumentException",
+                400,
+                "Either StreamName or StreamARN should be provided.",
+            ));
+        }
+    };
+    check_name(&name)?;
+    Ok(name)
+}
+
+fn check_name(name: &str) -> Result<(), KinesisError> {
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(KinesisError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must have length less than or equal to 128"
+        )));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(KinesisError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+        )));
+    }
+    Ok(())
+}
+
+fn status(s: i32) -> &'static str {
+    match v1::StreamStatus::try_from(s) {
+        Ok(v1::StreamStatus::Creating) => "CREATING",
+        Ok(v1::StreamStatus::Deleting) => "DELETING",
+        Ok(v1::StreamStatus::Updating) => "UPDATING",
+        _ => "ACTIVE",
+    }
+}
+
+fn mode(m: i32) -> Doc {
+    let mode = if m == v1::StreamMode::OnDemand as i32 {
+        "ON_DEMAND"
+    } else {
+        "PROVISIONED"
+    };
+    Doc::map([("StreamMode", Doc::Str(mode.into()))])
+}
+
+pub(super) fn shard_doc(s: &v1::Shard) -> Doc {
+    let mut m = vec![("ShardId".to_string(), Doc::Str(s.shard_id.clone()))];
+    if let Some(p) = &s.parent_shard_id {
+        m.push(("ParentShardId".into(), Doc::Str(p.clone())));
+    }
+    if let Some(p) = &s.adjacent_parent_shard_id {
+        m.push(("AdjacentParentShardId".into(), Doc::Str(p.clone())));
+    }
+    if let Some(r) = &s.hash_key_range {
+        m.push((
+            "HashKeyRange".into(),
+            Doc::map([
+                ("StartingHashKey", Doc::Str(r.starting_hash_key.clone())),
+                ("EndingHashKey", Doc::Str(r.ending_hash_key.clone())),
+            ]),
+        ));
+    }
+    if let Some(r) = &s.sequence_number_range {
+        let mut sr = vec![(
+            "StartingSequenceNumber".to_string(),
+            Doc::Str(r.starting_sequence_number.clone()),
+        )];
+        if let Some(e) = &r.ending_sequence_number {
+            sr.push(("EndingSequenceNumber".into(), Doc::Str(e.clone())));
+        }
+        m.push(("SequenceNumberRange".into(), Doc::Map(sr)));
+    }
+    Doc::Map(m)
+}
+
+fn enhanced_monitoring() -> Doc {
+    Doc::List(vec![Doc::map([(
+        "ShardLevelMetrics",
+        Doc::List(Vec::new()),
+    )])])
+}
+
+pub(super) async fn create_stream(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    let name = input.req_str("StreamName")?;
+    check_name(&name)?;
+    let on_demand = match input.opt_map("StreamModeDetails")? {
+        Some(m) => match m.opt_str("StreamMode")?.as_deref() {
+            Some("ON_DEMAND") => true,
+            Some("PROVISIONED") | None => false,
+            Some(other) => {
+                return Err(KinesisError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'streamModeDetails.streamMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]"
+                )));
+            }
+        },
+        None => false,
+    };
+    let shard_count = input.opt_u32("ShardCount")?;
+    if shard_count.is_none() && !on_demand {
+        return Err(KinesisError::new(
+            "InvalidArgumentException",
+            400,
+            "ShardCount is required for streams in PROVISIONED mode.",
+        ));
+    }
+    if let Some(tags) = input.opt_string_map("Tags")?
+        && !tags.is_empty()
+    {
+        return Err(KinesisError::new(
+            "InvalidArgumentException",
+            400,
+            "Tags are not supported by this streamd version yet; the stream was not created.",
+        ));
+    }
+    let mode = if on_demand {
+        v1::StreamMode::OnDemand
+    } else {
+        v1::StreamMode::Provisioned
+    };
+    api.gw
+        .create_stream(v1::CreateStreamRequest {
+            stream_name: name,
+            shard_count,
+            stream_mode: mode as i32,
+        })
+        .await?;
+    Ok(Doc::Map(Vec::new()))
+}
+
+pub(super) async fn delete_stream(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    let name = stream_name(input)?;
+    let enforce = input.opt_bool("EnforceConsumerDeletion")?.unwrap_or(false);
+    api.gw
+        .delete_stream(v1::DeleteStreamRequest {
+            stream_name: name,
+            enforce_consumer_deletion: enforce,
+        })
+        .await?;
+    Ok(Doc::Map(Vec::new()))
+}
+
+pub(super) fn describe_stream(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    let name = stream_name(input)?;
+    let limit = input.opt_u32("Limit")?;
+    if let Some(l) = limit
+        && !(1..=10_000).contains(&l)
+    {
+        return Err(KinesisError::validation(format!(
+            "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+        )));
+    }
+    let resp = api.gw.describe_stream(v1::DescribeStreamRequest {
+        stream_name: name,
+        limit,
+        exclusive_start_shard_id: input.opt_str("ExclusiveStartShardId")?,
+    })?;
+    let d = resp.stream_description.unwrap_or_default();
+    Ok(Doc::map([(
+        "StreamDescription",
+        Doc::map([
+            ("StreamName", Doc::Str(d.stream_name.clone())),
+            ("StreamARN", Doc::Str(d.stream_arn.clone())),
+            ("StreamStatus", Doc::Str(status(d.stream_status).into())),
+            ("StreamModeDetails", mode(d.stream_mode)),
+            (
+                "Shards",
+                Doc::List(d.shards.iter().map(shard_doc).collect()),
+            ),
+            ("HasMoreShards", Doc::Bool(d.has_more_shards)),
+            (
+                "RetentionPeriodHours",
+                Doc::Int(i64::from(d.retention_period_hours)),
+            ),
+            (
+                "StreamCreationTimestamp",
+                Doc::Timestamp(d.stream_creation_timestamp_ms),
+            ),
+            ("EnhancedMonitoring", enhanced_monitoring()),
+            ("EncryptionType", Doc::Str("NONE".into())),
+        ]),
+    )]))
+}
+
+pub(super) fn describe_stream_summary(
+    api: &KinesisApi,
+    input: &Input,
+) -> Result<Doc, KinesisError> {
+    let name = stream_name(input)?;
+    let resp = api
+        .gw
+        .describe_stream_summary(v1::DescribeStreamSummaryRequest { stream_name: name })?;
+    let d = resp.stream_description_summary.unwrap_or_default();
+    Ok(Doc::map([(
+        "StreamDescriptionSummary",
+        Doc::map([
+            ("StreamName", Doc::Str(d.stream_name.clone())),
+            ("StreamARN", Doc::Str(d.stream_arn.clone())),
+            ("StreamStatus", Doc::Str(status(d.stream_status).into())),
+            ("StreamModeDetails", mode(d.stream_mode)),
+            (
+                "RetentionPeriodHours",
+                Doc::Int(i64::from(d.retention_period_hours)),
+            ),
+            (
+                "StreamCreationTimestamp",
+                Doc::Timestamp(d.stream_creation_timestamp_ms),
+            ),
+            ("EnhancedMonitoring", enhanced_monitoring()),
+            ("EncryptionType", Doc::Str("NONE".into())),
+            ("OpenShardCount", Doc::Int(i64::from(d.open_shard_count))),
+            ("ConsumerCount", Doc::Int(i64::from(d.consumer_count))),
+        ]),
+    )]))
+}
+
+pub(super) fn list_streams(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    let limit = input.opt_u32("Limit")?;
+    if let Some(l) = limit
+        && !(1..=10_000).contains(&l)
+    {
+        return Err(KinesisError::validation(format!(
+            "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+        )));
+    }
+    // NextToken carries the last stream name of the previous page.
+    let start = match input.opt_str("NextToken")? {
+        Some(tok) => Some(
+            URL_SAFE_NO_PAD
+                .decode(tok.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    KinesisError::new("InvalidArgumentException", 400, "Invalid NextToken.")
+                })?,
+        ),
+        None => input.opt_str("ExclusiveStartStreamName")?,
+    };
+    let resp = api.gw.list_streams(v1::ListStreamsRequest {
+        limit,
+        exclusive_start_stream_name: start,
+    })?;
+    let mut m = vec![
+        (
+            "StreamNames".to_string(),
+            Doc::List(
+                resp.stream_names
+                    .iter()
+                    .map(|n| Doc::Str(n.clone()))
+                    .collect(),
+            ),
+        ),
+        ("HasMoreStreams".into(), Doc::Bool(resp.has_more_streams)),
+        (
+            "StreamSummaries".into(),
+            Doc::List(
+                resp.stream_summaries
+                    .iter()
+                    .map(|s| {
+                        Doc::map([
+                            ("StreamName", Doc::Str(s.stream_name.clone())),
+                            ("StreamARN", Doc::Str(s.stream_arn.clone())),
+                            ("StreamStatus", Doc::Str(status(s.stream_status).into())),
+                            ("StreamModeDetails", mode(s.stream_mode)),
+                            (
+                                "StreamCreationTimestamp",
+                                Doc::Timestamp(s.stream_creation_timestamp_ms),
+                            ),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+    ];
+    if resp.has_more_streams
+        && let Some(last) = resp.stream_names.last()
+    {
+        m.push(("NextToken".into(), Doc::Str(URL_SAFE_NO_PAD.encode(last))));
+    }
+    Ok(Doc::Map(m))
+}
+
+pub(super) fn list_shards(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    let next_token = input.opt_str("NextToken")?;
+    let stream = if next_token.is_some() {
+        if input.opt_str("StreamName")?.is_some() || input.opt_str("StreamARN")?.is_some() {
+            return Err(KinesisError::new(
+                "InvalidArgumentException",
+                400,
+                "NextToken and StreamName cannot be provided together.",
+            ));
+        }
+        None
+    } else {
+        Some(stream_name(input)?)
+    };
+    let mut after = input.opt_str("ExclusiveStartShardId")?;
+    let mut at_latest = false;
+    if let Some(filter) = input.opt_map("ShardFilter")? {
+        match filter.req_str("Type")?.as_str() {
+            "AFTER_SHARD_ID" => after = Some(filter.req_str("ShardId")?),
+            "AT_LATEST" => at_latest = true,
+            // Every shard is kept until retention trims it, so trim-horizon and timestamp filters
+            // see every shard listed.
+            "AT_TRIM_HORIZON" | "FROM_TRIM_HORIZON" | "AT_TIMESTAMP" | "FROM_TIMESTAMP" => {}
+            other => {
+                return Err(KinesisError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'shardFilter.type' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]"
+                )));
+            }
+        }
+    }
+    let resp = api.gw.list_shards(v1::ListShardsRequest {
+        stream_name: stream,
+        next_token,
+        exclusive_start_shard_id: after,
+        max_results: input.opt_u32("MaxResults")?,
+    })?;
+    let shards: Vec<Doc> = resp
+        .shards
+        .iter()
+        .filter(|s| {
+            !at_latest
+                || s.sequence_number_range
+                    .as_ref()
+                    .is_none_or(|r| r.ending_sequence_number.is_none())
+        })
+        .map(shard_doc)
+        .collect();
+    let mut m = vec![("Shards".to_string(), Doc::List(shards))];
+    if let Some(t) = resp.next_token {
+        m.push(("NextToken".into(), Doc::Str(t)));
+    }
+    Ok(Doc::Map(m))
+}
+
+pub(super) async fn update_retention(
+    api: &KinesisApi,
+    input: &Input,
+    increase: bool,
+) -> Result<Doc, KinesisError> {
+    let name = stream_name(input)?;
+    let hours = input
+        .opt_i64("RetentionPeriodHours")?
+        .ok_or_else(|| KinesisError::validation("1 validation error detected: Value null at 'retentionPeriodHours' failed to satisfy constraint: Member must not be null"))?;
+    let hours = u32::try_from(hours).unwrap_or(0);
+    api.gw
+        .update_retention(
+            v1::UpdateRetentionRequest {
+                stream_name: name,
+                retention_period_hours: hours,
+            },
+            increase,
+        )
+        .await?;
+    Ok(Doc::Map(Vec::new()))
+}
