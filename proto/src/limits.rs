@@ -4,8 +4,9 @@
 /// Records in one PutRecords call.
 pub const MAX_PUT_RECORDS: usize = 500;
 /// Bytes (data plus partition keys) in one PutRecords call.
-pub const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
-/// Bytes of one record's data plus its partition key.
+pub const MAX_PUT_RECORDS_BYTES: usize = 10 * 1024 * 1024;
+/// Bytes of one record's data plus its partition key, unless the stream's maximum record size
+/// (1 to 10 MiB) allows more.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Unicode characters in a partition key.
 pub const MAX_PARTITION_KEY_CHARS: usize = 256;

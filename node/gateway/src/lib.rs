@@ -57,3 +57,10 @@ impl Gateway {
         &self.host
     }
 }
+
+impl Gateway {
+    /// A copy of this node's metadata, as of its last applied entry.
+    pub fn metadata(&self) -> MetaState {
+        self.meta.read().clone()
+    }
+}

@@ -7,7 +7,9 @@ use streamd_proto::ids::{HashKeyRange, SequenceNumber, ShardId};
 use streamd_proto::limits::{MAX_RETENTION_HOURS, MIN_RETENTION_HOURS};
 
 use crate::placement::place_replicas;
-use crate::state::{MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus};
+use crate::state::{
+    ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MetaCommand {
@@ -36,11 +38,65 @@ pub enum MetaCommand {
         hours: u32,
         increase: bool,
     },
+    TagStream {
+        name: String,
+        tags: Vec<(String, String)>,
+    },
+    UntagStream {
+        name: String,
+        keys: Vec<String>,
+    },
+    SetShardLevelMetrics {
+        name: String,
+        metrics: Vec<String>,
+        enable: bool,
+    },
+    SetStreamMode {
+        name: String,
+        on_demand: bool,
+    },
+    SetMaxRecordSize {
+        name: String,
+        kib: u32,
+    },
+    SetWarmThroughput {
+        name: String,
+        mibps: u32,
+    },
+    RegisterConsumer {
+        stream: String,
+        name: String,
+        now_ms: i64,
+    },
+    /// The controller marks a registered consumer usable.
+    ActivateConsumer {
+        arn: String,
+    },
+    DeregisterConsumer {
+        arn: String,
+    },
+    PutResourcePolicy {
+        arn: String,
+        policy: String,
+    },
+    DeleteResourcePolicy {
+        arn: String,
+    },
+    SetBillingCommitment {
+        status: String,
+        now_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaReply {
     Done,
+    /// Shard-level metrics before and after a change.
+    Metrics {
+        before: Vec<String>,
+        after: Vec<String>,
+    },
+    Consumer(ConsumerMeta),
 }
 
 /// The applied outcome: a reply, or a catalogue error name and message.
@@ -121,13 +177,22 @@ impl MetaState {
                         next_shard_id: u64::from(shard_count),
                         shards,
                         map_epoch: 1,
+                        tags: Default::default(),
+                        shard_level_metrics: Default::default(),
+                        max_record_size_kib: 1024,
+                        warm_throughput_mibps: None,
+                        consumers: Vec::new(),
                     },
                 );
                 Ok(MetaReply::Done)
             }
             MetaCommand::DeleteStream { name } => {
-                if self.streams.remove(&name).is_none() {
+                let Some(s) = self.streams.remove(&name) else {
                     return not_found(&name);
+                };
+                self.resource_policies.remove(&s.arn);
+                for c in &s.consumers {
+                    self.resource_policies.remove(&c.arn);
                 }
                 Ok(MetaReply::Done)
             }
@@ -179,9 +244,212 @@ impl MetaState {
                 s.retention_hours = hours;
                 Ok(MetaReply::Done)
             }
+            MetaCommand::TagStream { name, tags } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
+                for (k, v) in &tags {
+                    if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+                        return err(
+                            ErrorCode::InvalidArgument,
+                            format!(
+                                "Tag key must be 1 to 128 characters and value at most 256, got key {k:?}."
+                            ),
+                        );
+                    }
+                }
+                let mut next = s.tags.clone();
+                next.extend(tags);
+                if next.len() > MAX_TAGS {
+                    return err(
+                        ErrorCode::LimitExceeded,
+                        format!("Stream {name} may not have more than {MAX_TAGS} tags."),
+                    );
+                }
+                s.tags = next;
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::UntagStream { name, keys } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
+                for k in keys {
+                    s.tags.remove(&k);
+                }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::SetShardLevelMetrics {
+                name,
+                metrics,
+                enable,
+            } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
+                let mut wanted = Vec::new();
+                for m in metrics {
+                    if m == "ALL" {
+                        wanted.extend(SHARD_LEVEL_METRICS.iter().map(|x| x.to_string()));
+                    } else if SHARD_LEVEL_METRICS.contains(&m.as_str()) {
+                        wanted.push(m);
+                    } else {
+                        return err(
+                            ErrorCode::InvalidArgument,
+                            format!("Unknown shard-level metric {m}."),
+                        );
+                    }
+                }
+                let before: Vec<String> = s.shard_level_metrics.iter().cloned().collect();
+                for m in wanted {
+                    if enable {
+                        s.shard_level_metrics.insert(m);
+                    } else {
+                        s.shard_level_metrics.remove(&m);
+                    }
+                }
+                let after = s.shard_level_metrics.iter().cloned().collect();
+                Ok(MetaReply::Metrics { before, after })
+            }
+            MetaCommand::SetStreamMode { name, on_demand } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
+                if s.status != StreamStatus::Active {
+                    return err(
+                        ErrorCode::ResourceInUse,
+                        format!("Stream {name} is not ACTIVE."),
+                    );
+                }
+                s.on_demand = on_demand;
+                if !on_demand {
+                    s.warm_throughput_mibps = None;
+                }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::SetMaxRecordSize { name, kib } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
+                if !(1024..=10_240).contains(&kib) {
+                    return err(
+                        ErrorCode::Validation,
+                        format!("MaxRecordSizeInKiB must be between 1024 and 10240, got {kib}."),
+                    );
+                }
+                s.max_record_size_kib = kib;
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::SetWarmThroughput { name, mibps } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return not_found(&name);
+                };
+                if !s.on_demand {
+                    return err(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "Warm throughput applies to ON_DEMAND streams; stream {name} is PROVISIONED."
+                        ),
+                    );
+                }
+                s.warm_throughput_mibps = Some(mibps);
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::RegisterConsumer {
+                stream,
+                name,
+                now_ms,
+            } => {
+                let Some(s) = self.streams.get_mut(&stream) else {
+                    return not_found(&stream);
+                };
+                if s.consumers.iter().any(|c| c.name == name) {
+                    return err(
+                        ErrorCode::ResourceInUse,
+                        format!("Consumer {name} under stream {stream} already exists."),
+                    );
+                }
+                if s.consumers.len() >= MAX_CONSUMERS {
+                    return err(
+                        ErrorCode::LimitExceeded,
+                        format!("Stream {stream} already has {MAX_CONSUMERS} consumers."),
+                    );
+                }
+                let c = ConsumerMeta {
+                    arn: format!("{}/consumer/{}:{}", s.arn, name, now_ms / 1000),
+                    name,
+                    status: ConsumerStatus::Creating,
+                    created_ms: now_ms,
+                };
+                s.consumers.push(c.clone());
+                Ok(MetaReply::Consumer(c))
+            }
+            MetaCommand::ActivateConsumer { arn } => {
+                for s in self.streams.values_mut() {
+                    if let Some(c) = s.consumers.iter_mut().find(|c| c.arn == arn)
+                        && c.status == ConsumerStatus::Creating
+                    {
+                        c.status = ConsumerStatus::Active;
+                    }
+                }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::DeregisterConsumer { arn } => {
+                for s in self.streams.values_mut() {
+                    if let Some(i) = s.consumers.iter().position(|c| c.arn == arn) {
+                        let c = s.consumers.remove(i);
+                        self.resource_policies.remove(&arn);
+                        return Ok(MetaReply::Consumer(ConsumerMeta {
+                            status: ConsumerStatus::Deleting,
+                            ..c
+                        }));
+                    }
+                }
+                err(
+                    ErrorCode::ResourceNotFound,
+                    format!("Consumer {arn} not found."),
+                )
+            }
+            MetaCommand::PutResourcePolicy { arn, policy } => {
+                if self.stream_by_arn(&arn).is_none() && self.consumer_by_arn(&arn).is_none() {
+                    return err(
+                        ErrorCode::ResourceNotFound,
+                        format!("Resource {arn} not found."),
+                    );
+                }
+                self.resource_policies.insert(arn, policy);
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::DeleteResourcePolicy { arn } => {
+                if self.resource_policies.remove(&arn).is_none() {
+                    return err(
+                        ErrorCode::ResourceNotFound,
+                        format!("No resource policy found for {arn}."),
+                    );
+                }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::SetBillingCommitment { status, now_ms } => {
+                self.billing_commitment = Some((status, now_ms));
+                Ok(MetaReply::Done)
+            }
         }
     }
 }
+
+/// Tags one stream may carry.
+pub const MAX_TAGS: usize = 50;
+/// Enhanced fan-out consumers one stream may have.
+pub const MAX_CONSUMERS: usize = 20;
+/// Kinesis's shard-level metric names.
+pub const SHARD_LEVEL_METRICS: [&str; 7] = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
 
 #[cfg(test)]
 mod tests {

@@ -17,8 +17,12 @@ mod planner;
 mod state;
 mod state_machine;
 
-pub use commands::{MetaCommand, MetaReply, MetaResult};
+pub use commands::{
+    MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,
+};
 pub use placement::place_replicas;
 pub use planner::{LocalGroup, NodeAction, plan_node};
-pub use state::{MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus};
+pub use state::{
+    ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus,
+};
 pub use state_machine::{META_TREE, MetaService, MetaStateMachine};

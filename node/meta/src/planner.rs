@@ -25,10 +25,27 @@ pub enum NodeAction {
     DropGroup { group: u64 },
     /// Tell the metadata group that this shard group has a leader.
     ReportReady { group: u64 },
+    /// (Metadata leader only.) A registered consumer needs nothing built: subscribers read from
+    /// the shards' own storage, so it becomes usable at once.
+    ActivateConsumer { arn: String },
 }
 
-pub fn plan_node(state: &MetaState, me: u64, local: &[LocalGroup]) -> Vec<NodeAction> {
+pub fn plan_node(
+    state: &MetaState,
+    me: u64,
+    local: &[LocalGroup],
+    meta_leader: bool,
+) -> Vec<NodeAction> {
     let mut actions = Vec::new();
+    if meta_leader {
+        for s in state.streams.values() {
+            for c in &s.consumers {
+                if c.status == crate::state::ConsumerStatus::Creating {
+                    actions.push(NodeAction::ActivateConsumer { arn: c.arn.clone() });
+                }
+            }
+        }
+    }
     let local_ids: BTreeSet<u64> = local.iter().map(|g| g.group).collect();
     let mut wanted = BTreeSet::new();
     for (_, sh) in state.all_shards() {
@@ -99,7 +116,7 @@ mod tests {
         let s = state();
         let mut inits = BTreeMap::new();
         for me in 1..=3 {
-            for a in plan_node(&s, me, &[]) {
+            for a in plan_node(&s, me, &[], false) {
                 if let NodeAction::OpenShard {
                     group,
                     members,
@@ -133,7 +150,7 @@ mod tests {
                 is_leader: true,
             },
         ];
-        let a = plan_node(&s, 1, &local);
+        let a = plan_node(&s, 1, &local, false);
         assert!(a.contains(&NodeAction::ReportReady { group: 1 }));
         assert!(!a.contains(&NodeAction::ReportReady { group: 2 }));
         assert!(a.contains(&NodeAction::DropGroup { group: 9 }));

@@ -1,6 +1,6 @@
 //! The replicated metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use streamd_proto::ids::{HashKey, HashKeyRange, ShardId};
@@ -53,6 +53,31 @@ pub struct StreamMeta {
     pub next_shard_id: u64,
     /// Grows whenever the shard map of this stream changes; never reused.
     pub map_epoch: u64,
+    pub tags: BTreeMap<String, String>,
+    /// Shard-level metrics enabled for export (Kinesis's enhanced monitoring).
+    pub shard_level_metrics: BTreeSet<String>,
+    /// Largest record (data plus partition key) a put may carry, in KiB.
+    pub max_record_size_kib: u32,
+    /// Warm throughput of an on-demand stream, in MiB/s.
+    pub warm_throughput_mibps: Option<u32>,
+    pub consumers: Vec<ConsumerMeta>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsumerStatus {
+    Creating,
+    Active,
+    Deleting,
+}
+
+/// An enhanced fan-out consumer registered with a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMeta {
+    pub name: String,
+    /// `<stream ARN>/consumer/<name>:<creation epoch seconds>`.
+    pub arn: String,
+    pub status: ConsumerStatus,
+    pub created_ms: i64,
 }
 
 impl StreamMeta {
@@ -78,6 +103,10 @@ pub struct MetaState {
     pub next_group_id: u64,
     /// Replication factor for new shards (capped by the node count).
     pub replication_factor: usize,
+    /// Resource policies (JSON documents) by stream or consumer ARN.
+    pub resource_policies: BTreeMap<String, String>,
+    /// The account's minimum throughput billing commitment: (status, since epoch ms).
+    pub billing_commitment: Option<(String, i64)>,
 }
 
 impl MetaState {
@@ -86,6 +115,17 @@ impl MetaState {
         self.streams
             .values()
             .flat_map(|s| s.shards.iter().map(move |sh| (s, sh)))
+    }
+
+    pub fn stream_by_arn(&self, arn: &str) -> Option<&StreamMeta> {
+        self.streams.values().find(|s| s.arn == arn)
+    }
+
+    /// The stream and consumer a consumer ARN names.
+    pub fn consumer_by_arn(&self, arn: &str) -> Option<(&StreamMeta, &ConsumerMeta)> {
+        self.streams
+            .values()
+            .find_map(|s| s.consumers.iter().find(|c| c.arn == arn).map(|c| (s, c)))
     }
 
     pub fn shard_by_group(&self, group: u64) -> Option<(&StreamMeta, &ShardMeta)> {

@@ -48,7 +48,11 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
             is_leader: node.host.group(*g).is_some_and(|h| h.status().is_leader),
         })
         .collect();
-    for action in plan_node(&meta, me, &local) {
+    let meta_leader = node
+        .host
+        .group(streamd_raft::META_GROUP)
+        .is_some_and(|g| g.status().is_leader);
+    for action in plan_node(&meta, me, &local, meta_leader) {
         match action {
             NodeAction::OpenShard {
                 group,
@@ -71,6 +75,23 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
                 if let Err(e) = node.host.remove_group(group, SHARD_TREE).await {
                     tracing::error!(group_id = group, error = %e, "failed to drop shard replica");
                 }
+            }
+            NodeAction::ActivateConsumer { arn } => {
+                let key = u64::MAX;
+                if !in_flight.lock().insert(key) {
+                    continue;
+                }
+                let gw = node.gateway.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = gw
+                        .propose_meta(&MetaCommand::ActivateConsumer { arn })
+                        .await
+                    {
+                        tracing::debug!(error = %e, "consumer not activated yet");
+                    }
+                    in_flight.lock().remove(&key);
+                });
             }
             NodeAction::ReportReady { group } => {
                 if !in_flight.lock().insert(group) {

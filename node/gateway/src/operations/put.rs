@@ -42,13 +42,14 @@ fn route(
     entries: Vec<v1::PutRecordsRequestEntry>,
 ) -> Result<Vec<(usize, RecordIn)>, ApiError> {
     let mut total = 0usize;
+    let max_record = (stream.max_record_size_kib as usize * 1024).max(MAX_RECORD_BYTES);
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         validate_key(&e.partition_key)?;
         let size = e.data.len() + e.partition_key.len();
-        if size > MAX_RECORD_BYTES {
+        if size > max_record {
             return Err(ApiError::invalid(format!(
-                "Record {i} has {size} bytes of data and partition key, over the limit of {MAX_RECORD_BYTES}."
+                "Record {i} has {size} bytes of data and partition key, over the limit of {max_record}."
             )));
         }
         total += size;

@@ -65,7 +65,7 @@ impl Gateway {
             stream_creation_timestamp_ms: s.created_ms,
             encryption_type: "NONE".into(),
             open_shard_count: s.shards.iter().filter(|x| x.is_open()).count() as u32,
-            consumer_count: 0,
+            consumer_count: s.consumers.len() as u32,
             map_epoch: s.map_epoch,
         }
     }

@@ -2,8 +2,11 @@
 //! Kinesis's response shape.
 
 mod account;
+mod consumers;
 mod records;
+mod settings;
 mod streams;
+mod subscribe;
 
 use crate::codec::{Doc, Input};
 use crate::error::KinesisError;
@@ -13,7 +16,6 @@ use crate::router::KinesisApi;
 pub(crate) enum Reply {
     Doc(Doc),
     /// A streamed `application/vnd.amazon.eventstream` body (SubscribeToShard).
-    #[allow(dead_code)]
     EventStream(axum::body::Body),
 }
 
@@ -72,6 +74,9 @@ pub(crate) async fn dispatch(
     action: &str,
     input: Input,
 ) -> Result<Reply, KinesisError> {
+    if action == "SubscribeToShard" {
+        return subscribe::subscribe(api, &input).await;
+    }
     let doc = match action {
         "CreateStream" => streams::create_stream(api, &input).await?,
         "DeleteStream" => streams::delete_stream(api, &input).await?,
@@ -86,6 +91,28 @@ pub(crate) async fn dispatch(
         "GetShardIterator" => records::get_shard_iterator(api, &input).await?,
         "GetRecords" => records::get_records(api, &input).await?,
         "DescribeLimits" => account::describe_limits(api)?,
+        "AddTagsToStream" => settings::add_tags(api, &input).await?,
+        "RemoveTagsFromStream" => settings::remove_tags(api, &input).await?,
+        "ListTagsForStream" => settings::list_tags_for_stream(api, &input)?,
+        "TagResource" => settings::tag_resource(api, &input).await?,
+        "UntagResource" => settings::untag_resource(api, &input).await?,
+        "ListTagsForResource" => settings::list_tags_for_resource(api, &input)?,
+        "EnableEnhancedMonitoring" => settings::enhanced_monitoring(api, &input, true).await?,
+        "DisableEnhancedMonitoring" => settings::enhanced_monitoring(api, &input, false).await?,
+        "UpdateStreamMode" => settings::update_stream_mode(api, &input).await?,
+        "UpdateMaxRecordSize" => settings::update_max_record_size(api, &input).await?,
+        "UpdateStreamWarmThroughput" => settings::update_warm_throughput(api, &input).await?,
+        "StartStreamEncryption" => settings::start_encryption(api, &input)?,
+        "StopStreamEncryption" => settings::stop_encryption(api, &input)?,
+        "PutResourcePolicy" => settings::put_resource_policy(api, &input).await?,
+        "GetResourcePolicy" => settings::get_resource_policy(api, &input)?,
+        "DeleteResourcePolicy" => settings::delete_resource_policy(api, &input).await?,
+        "DescribeAccountSettings" => settings::describe_account_settings(api)?,
+        "UpdateAccountSettings" => settings::update_account_settings(api, &input).await?,
+        "RegisterStreamConsumer" => consumers::register(api, &input).await?,
+        "DeregisterStreamConsumer" => consumers::deregister(api, &input).await?,
+        "DescribeStreamConsumer" => consumers::describe(api, &input)?,
+        "ListStreamConsumers" => consumers::list(api, &input)?,
         other if KNOWN.contains(&other) => {
             return Err(KinesisError::new(
                 "InvalidArgumentException",

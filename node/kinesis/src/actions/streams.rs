@@ -97,11 +97,32 @@ pub(super) fn shard_doc(s: &v1::Shard) -> Doc {
     Doc::Map(m)
 }
 
-fn enhanced_monitoring() -> Doc {
-    Doc::List(vec![Doc::map([(
-        "ShardLevelMetrics",
-        Doc::List(Vec::new()),
-    )])])
+/// The stream's enabled shard-level metrics, from the metadata.
+fn enhanced_monitoring(api: &KinesisApi, stream: &str) -> Doc {
+    let metrics = api
+        .gw
+        .metadata()
+        .streams
+        .get(stream)
+        .map(|s| {
+            s.shard_level_metrics
+                .iter()
+                .map(|m| Doc::Str(m.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Doc::List(vec![Doc::map([("ShardLevelMetrics", Doc::List(metrics))])])
+}
+
+fn max_record_size_kib(api: &KinesisApi, stream: &str) -> Doc {
+    let kib = api
+        .gw
+        .metadata()
+        .streams
+        .get(stream)
+        .map(|s| s.max_record_size_kib)
+        .unwrap_or(1024);
+    Doc::Int(i64::from(kib))
 }
 
 pub(super) async fn create_stream(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
@@ -127,14 +148,13 @@ pub(super) async fn create_stream(api: &KinesisApi, input: &Input) -> Result<Doc
             "ShardCount is required for streams in PROVISIONED mode.",
         ));
     }
-    if let Some(tags) = input.opt_string_map("Tags")?
-        && !tags.is_empty()
-    {
-        return Err(KinesisError::new(
-            "InvalidArgumentException",
-            400,
-            "Tags are not supported by this streamd version yet; the stream was not created.",
-        ));
+    let tags = input.opt_string_map("Tags")?.unwrap_or_default();
+    if tags.len() > streamd_meta::MAX_TAGS {
+        return Err(KinesisError::invalid_argument(format!(
+            "A stream may have at most {} tags, got {}.",
+            streamd_meta::MAX_TAGS,
+            tags.len()
+        )));
     }
     let mode = if on_demand {
         v1::StreamMode::OnDemand
@@ -143,11 +163,16 @@ pub(super) async fn create_stream(api: &KinesisApi, input: &Input) -> Result<Doc
     };
     api.gw
         .create_stream(v1::CreateStreamRequest {
-            stream_name: name,
+            stream_name: name.clone(),
             shard_count,
             stream_mode: mode as i32,
         })
         .await?;
+    if !tags.is_empty() {
+        api.gw
+            .propose_meta(&streamd_meta::MetaCommand::TagStream { name, tags })
+            .await?;
+    }
     Ok(Doc::Map(Vec::new()))
 }
 
@@ -199,7 +224,10 @@ pub(super) fn describe_stream(api: &KinesisApi, input: &Input) -> Result<Doc, Ki
                 "StreamCreationTimestamp",
                 Doc::Timestamp(d.stream_creation_timestamp_ms),
             ),
-            ("EnhancedMonitoring", enhanced_monitoring()),
+            (
+                "EnhancedMonitoring",
+                enhanced_monitoring(api, &d.stream_name),
+            ),
             ("EncryptionType", Doc::Str("NONE".into())),
         ]),
     )]))
@@ -229,10 +257,17 @@ pub(super) fn describe_stream_summary(
                 "StreamCreationTimestamp",
                 Doc::Timestamp(d.stream_creation_timestamp_ms),
             ),
-            ("EnhancedMonitoring", enhanced_monitoring()),
+            (
+                "EnhancedMonitoring",
+                enhanced_monitoring(api, &d.stream_name),
+            ),
             ("EncryptionType", Doc::Str("NONE".into())),
             ("OpenShardCount", Doc::Int(i64::from(d.open_shard_count))),
             ("ConsumerCount", Doc::Int(i64::from(d.consumer_count))),
+            (
+                "MaxRecordSizeInKiB",
+                max_record_size_kib(api, &d.stream_name),
+            ),
         ]),
     )]))
 }
