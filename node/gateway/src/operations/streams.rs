@@ -109,6 +109,16 @@ impl Gateway {
         req: v1::DeleteStreamRequest,
     ) -> Result<v1::DeleteStreamResponse, ApiError> {
         stream_name(&req.stream_name)?;
+        let consumers = self.stream(&req.stream_name)?.consumers.len();
+        if consumers > 0 && !req.enforce_consumer_deletion {
+            return Err(ApiError::new(
+                ErrorCode::ResourceInUse,
+                format!(
+                    "Stream {} has {consumers} registered consumers; deregister them or set EnforceConsumerDeletion.",
+                    req.stream_name
+                ),
+            ));
+        }
         self.propose_meta(&MetaCommand::DeleteStream {
             name: req.stream_name,
         })
