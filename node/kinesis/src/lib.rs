@@ -23,4 +23,4 @@ mod server;
 pub mod sigv4;
 
 pub use router::KinesisApi;
-pub use server::serve;
+pub use server::{serve, tls_config};

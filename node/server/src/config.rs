@@ -89,6 +89,13 @@ pub(crate) struct NodeFlags {
     /// without it signatures are not checked.
     #[arg(long, env = "STREAMD_KINESIS_AUTH_KEYS", hide_env_values = true)]
     pub(crate) kinesis_auth_keys: Option<String>,
+    /// PEM certificate chain for TLS on the Kinesis port (with --kinesis-tls-key); plaintext
+    /// HTTP/1.1 and HTTP/2 keep working on the same port.
+    #[arg(long)]
+    pub(crate) kinesis_tls_cert: Option<PathBuf>,
+    /// PEM private key for --kinesis-tls-cert.
+    #[arg(long)]
+    pub(crate) kinesis_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +111,8 @@ struct FileConfig {
     region: Option<String>,
     log_format: Option<LogFormat>,
     kinesis_auth_keys: Option<String>,
+    kinesis_tls_cert: Option<PathBuf>,
+    kinesis_tls_key: Option<PathBuf>,
 }
 
 /// The resolved settings of one node.
@@ -120,6 +129,8 @@ pub(crate) struct NodeConfig {
     pub(crate) log_format: LogFormat,
     /// (access key id, secret) pairs; empty means signatures are not checked.
     pub(crate) kinesis_auth_keys: Vec<(String, String)>,
+    /// (certificate, key) PEM files for TLS on the Kinesis port.
+    pub(crate) kinesis_tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +153,8 @@ pub(crate) enum ConfigError {
     NodeId,
     #[error("invalid --kinesis-auth-keys entry: expected ACCESS_KEY_ID:SECRET")]
     AuthKeys,
+    #[error("--kinesis-tls-cert and --kinesis-tls-key go together")]
+    TlsPair,
 }
 
 fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
@@ -233,6 +246,14 @@ impl NodeFlags {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
             kinesis_auth_keys: parse_keys(self.kinesis_auth_keys.or(file.kinesis_auth_keys))?,
+            kinesis_tls: match (
+                self.kinesis_tls_cert.or(file.kinesis_tls_cert),
+                self.kinesis_tls_key.or(file.kinesis_tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(ConfigError::TlsPair),
+            },
         })
     }
 }

@@ -153,8 +153,15 @@ impl Node {
                 },
             ))
         });
+        let tls = match &self.config.kinesis_tls {
+            Some((cert, key)) => Some(
+                streamd_kinesis::tls_config(cert, key)
+                    .map_err(|source| NodeError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
         let api = streamd_kinesis::KinesisApi::new(self.gateway.clone(), auth);
-        streamd_kinesis::serve(listener, api, shutdown)
+        streamd_kinesis::serve(listener, api, tls, shutdown)
             .await
             .map_err(|source| NodeError::Listen { addr, source })
     }
