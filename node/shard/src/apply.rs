@@ -13,8 +13,11 @@ use streamd_raft::GroupStateMachine;
 use streamd_storage::sled;
 use tokio::sync::watch;
 
-use crate::command::{ApplyReply, ShardCommand, StoredRecord};
+use crate::command::{ApplyReply, ShardCommandView};
 use crate::keys;
+
+/// bincode 1 writes an enum's variant index as a little-endian u32 before its fields.
+const VARIANT_TAG_BYTES: usize = 4;
 
 /// What a shard replica knows of its own contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,33 +60,38 @@ impl ShardStateMachine {
         bincode::serialize(v).unwrap_or_default()
     }
 
+    /// Stores a Put entry as one sled value: the command's own bytes after the variant index
+    /// (see the layout contract on `ShardCommand`), with the arrival time made monotonic.
     fn apply_put(
         &mut self,
         index: u64,
+        command: &[u8],
         arrival_ms: i64,
-        records: Vec<crate::command::RecordIn>,
+        count: usize,
         batch: &mut sled::Batch,
     ) -> ApplyReply {
-        let count = records.len().min(SequenceNumber::MAX_POSITION as usize + 1);
+        let count = count.min(SequenceNumber::MAX_POSITION as usize + 1);
         if count == 0 {
             return ApplyReply::Put {
                 log_index: index,
                 count: 0,
             };
         }
-        let arrival = arrival_ms.max(self.working.last_arrival_ms);
-        let first = SequenceNumber::new(self.group, index, 0).0;
-        for (pos, r) in records.into_iter().take(count).enumerate() {
-            let seq = SequenceNumber::new(self.group, index, pos as u16).0;
-            let stored = StoredRecord {
-                arrival_ms: arrival,
-                partition_key: r.partition_key,
-                data: r.data,
+        let Some(body) = command.get(VARIANT_TAG_BYTES..) else {
+            return ApplyReply::Put {
+                log_index: index,
+                count: 0,
             };
-            batch.insert(keys::record(self.group, seq), Self::encode(&stored));
-            self.working.last_seq = Some(seq);
+        };
+        let arrival = arrival_ms.max(self.working.last_arrival_ms);
+        let mut value = body.to_vec();
+        if let Some(stamp) = value.get_mut(..8) {
+            stamp.copy_from_slice(&arrival.to_le_bytes());
         }
+        let first = SequenceNumber::new(self.group, index, 0).0;
+        batch.insert(keys::entry(self.group, first), value);
         batch.insert(keys::time(self.group, arrival, first), Vec::<u8>::new());
+        self.working.last_seq = Some(SequenceNumber::new(self.group, index, (count - 1) as u16).0);
         self.working.last_arrival_ms = arrival;
         batch.insert(keys::state(self.group), Self::encode(&self.working));
         ApplyReply::Put {
@@ -121,7 +129,7 @@ impl ShardStateMachine {
         }
         for (k, _) in tree
             .range(
-                keys::record(self.group, self.working.trim_seq)..keys::record(self.group, new_trim),
+                keys::entry(self.group, self.working.trim_seq)..keys::entry(self.group, new_trim),
             )
             .flatten()
         {
@@ -138,12 +146,12 @@ impl ShardStateMachine {
 
 impl GroupStateMachine for ShardStateMachine {
     fn apply(&mut self, index: u64, command: &[u8], batch: &mut sled::Batch) -> Vec<u8> {
-        let reply = match bincode::deserialize::<ShardCommand>(command) {
-            Ok(ShardCommand::Put {
+        let reply = match bincode::deserialize::<ShardCommandView<'_>>(command) {
+            Ok(ShardCommandView::Put {
                 arrival_ms,
                 records,
-            }) => self.apply_put(index, arrival_ms, records, batch),
-            Ok(ShardCommand::Trim { cutoff_ms }) => self.apply_trim(cutoff_ms, batch),
+            }) => self.apply_put(index, command, arrival_ms, records.len(), batch),
+            Ok(ShardCommandView::Trim { cutoff_ms }) => self.apply_trim(cutoff_ms, batch),
             Err(e) => {
                 // Only a bug can put an undecodable command in the log; every replica skips it
                 // alike, so they stay identical.

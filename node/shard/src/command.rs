@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One record as a writer sent it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordIn {
     pub partition_key: String,
     #[serde(with = "serde_bytes")]
@@ -23,6 +23,11 @@ pub enum ShardRequest {
 }
 
 /// What the leader proposes into the shard's Raft log.
+///
+/// Layout contract (bincode 1, default options): a Put is the variant index as a 4-byte
+/// little-endian integer followed by exactly the encoding of [`StoredEntry`]. `apply` stores
+/// the command's bytes after the variant index as the entry's value, with no re-encoding; a
+/// unit test holds this in place.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ShardCommand {
     Put {
@@ -32,6 +37,76 @@ pub(crate) enum ShardCommand {
     Trim {
         cutoff_ms: i64,
     },
+}
+
+/// A zero-copy view of a [`ShardCommand`], for apply: only the record count is needed there.
+#[derive(Debug, Deserialize)]
+pub(crate) enum ShardCommandView<'a> {
+    Put {
+        arrival_ms: i64,
+        #[serde(borrow)]
+        records: Vec<RecordView<'a>>,
+    },
+    Trim {
+        cutoff_ms: i64,
+    },
+}
+
+/// A record inside a [`ShardCommandView`]; its fields are only skipped over, never copied.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecordView<'a> {
+    #[serde(rename = "partition_key")]
+    _partition_key: &'a str,
+    #[serde(rename = "data", borrow, with = "serde_bytes")]
+    _data: &'a [u8],
+}
+
+/// One applied Put entry as stored: every record of the entry shares its arrival time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredEntry {
+    pub(crate) arrival_ms: i64,
+    pub(crate) records: Vec<RecordIn>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_put_command_after_its_variant_index_is_a_stored_entry() {
+        let records = vec![
+            RecordIn {
+                partition_key: "k1".into(),
+                data: vec![1, 2, 3],
+            },
+            RecordIn {
+                partition_key: "é".into(),
+                data: Vec::new(),
+            },
+        ];
+        let cmd = bincode::serialize(&ShardCommand::Put {
+            arrival_ms: 42,
+            records: records.clone(),
+        })
+        .unwrap();
+        let entry: StoredEntry = bincode::deserialize(&cmd[4..]).unwrap();
+        assert_eq!(
+            entry,
+            StoredEntry {
+                arrival_ms: 42,
+                records
+            }
+        );
+        match bincode::deserialize::<ShardCommandView<'_>>(&cmd).unwrap() {
+            ShardCommandView::Put {
+                arrival_ms,
+                records,
+            } => {
+                assert_eq!((arrival_ms, records.len()), (42, 2));
+            }
+            ShardCommandView::Trim { .. } => panic!("decoded as a trim"),
+        }
+    }
 }
 
 /// The outcome of one record of a Put.

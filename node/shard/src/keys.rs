@@ -1,19 +1,20 @@
 //! Sled key layout of one shard inside the shared `shards` tree (after the 8-byte group prefix):
 //!
-//! - `0x01 | seq (16 bytes BE)` -> a record;
+//! - `0x01 | seq (16 bytes BE)` -> an entry: the records of one Put, keyed by the sequence number
+//!   of its first record ([`crate::command::StoredEntry`]);
 //! - `0x02` -> the shard's [`crate::ShardState`];
 //! - `0x03 | arrival ms (8 bytes BE) | seq (16 bytes BE)` -> empty: the first record of each
 //!   entry by arrival time, for AT_TIMESTAMP and retention.
 
 use streamd_storage::group_key;
 
-pub(crate) const RECORD: u8 = 0x01;
+pub(crate) const ENTRY: u8 = 0x01;
 pub(crate) const STATE: u8 = 0x02;
 pub(crate) const TIME: u8 = 0x03;
 
-pub(crate) fn record(group: u64, seq: u128) -> Vec<u8> {
+pub(crate) fn entry(group: u64, seq: u128) -> Vec<u8> {
     let mut s = Vec::with_capacity(17);
-    s.push(RECORD);
+    s.push(ENTRY);
     s.extend_from_slice(&seq.to_be_bytes());
     group_key(group, &s)
 }
@@ -30,8 +31,8 @@ pub(crate) fn time(group: u64, arrival_ms: i64, seq: u128) -> Vec<u8> {
     group_key(group, &s)
 }
 
-/// The sequence number inside a record key.
-pub(crate) fn seq_of_record_key(key: &[u8]) -> Option<u128> {
+/// The first sequence number inside an entry key.
+pub(crate) fn seq_of_entry_key(key: &[u8]) -> Option<u128> {
     let b: [u8; 16] = key.get(9..25)?.try_into().ok()?;
     Some(u128::from_be_bytes(b))
 }

@@ -12,7 +12,7 @@ use streamd_storage::sled;
 use tokio::sync::watch;
 
 use crate::apply::ShardState;
-use crate::command::{ReadResult, StartAt, StoredRecord};
+use crate::command::{ReadResult, StartAt, StoredEntry, StoredRecord};
 use crate::keys;
 
 #[derive(Clone)]
@@ -97,6 +97,9 @@ impl ShardReader {
     }
 
     /// Up to `limit` records and `max_bytes` of data from `from` on.
+    ///
+    /// Hot path: decodes whole entries (one sled value per Put), skipping the records of the
+    /// first entry that lie before `from`.
     pub fn read(
         &self,
         from: u128,
@@ -106,40 +109,70 @@ impl ShardReader {
     ) -> Result<ReadResult, ApiError> {
         let st = self.state();
         let from = from.max(st.trim_seq);
-        let hi = keys::record(self.group, u128::MAX);
+        let Some(last) = st.last_seq else {
+            return Ok(ReadResult {
+                records: Vec::new(),
+                next: from,
+                millis_behind_latest: 0,
+                at_end: false,
+            });
+        };
+        let lo = keys::entry(self.group, 0);
+        let hi = keys::entry(self.group, u128::MAX);
+        // The entry holding `from` starts at or before it.
+        let start = match self
+            .tree
+            .range(lo..=keys::entry(self.group, from))
+            .next_back()
+        {
+            Some(kv) => kv.map_err(io_err)?.0.to_vec(),
+            None => keys::entry(self.group, from),
+        };
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut next = from;
-        for kv in self.tree.range(keys::record(self.group, from)..hi) {
+        'entries: for kv in self.tree.range(start..hi) {
             let (k, v) = kv.map_err(io_err)?;
-            let Some(seq) = keys::seq_of_record_key(&k) else {
+            let Some(first) = keys::seq_of_entry_key(&k) else {
                 continue;
             };
-            // Records applied after the published state are not announced yet; stop at it so a
-            // reader never runs ahead of `last_seq`.
-            if st.last_seq.is_none_or(|last| seq > last) {
-                break;
-            }
-            let rec: StoredRecord = bincode::deserialize(&v).map_err(io_err)?;
-            let size = rec.data.len() + rec.partition_key.len();
-            if !records.is_empty() && (records.len() as u32 >= limit || bytes + size > max_bytes) {
-                break;
-            }
-            bytes += size;
-            next = seq + 1;
-            records.push((seq, rec));
-            if records.len() as u32 >= limit {
-                break;
+            let entry: StoredEntry = bincode::deserialize(&v).map_err(io_err)?;
+            for (pos, r) in entry.records.into_iter().enumerate() {
+                let seq = first + pos as u128;
+                if seq < from {
+                    continue;
+                }
+                // Entries applied after the published state are not announced yet; stop at it
+                // so a reader never runs ahead of `last_seq`.
+                if seq > last {
+                    break 'entries;
+                }
+                let size = r.data.len() + r.partition_key.len();
+                if !records.is_empty()
+                    && (records.len() as u32 >= limit || bytes + size > max_bytes)
+                {
+                    break 'entries;
+                }
+                bytes += size;
+                next = seq + 1;
+                records.push((
+                    seq,
+                    StoredRecord {
+                        arrival_ms: entry.arrival_ms,
+                        partition_key: r.partition_key,
+                        data: r.data,
+                    },
+                ));
             }
         }
-        let caught_up = st.last_seq.is_none_or(|last| next > last);
+        let caught_up = next > last;
         let millis_behind_latest = if caught_up {
             0
         } else {
-            match records.last() {
-                Some((_, r)) => (now_ms - r.arrival_ms).max(0),
-                None => 0,
-            }
+            records
+                .last()
+                .map(|(_, r)| (now_ms - r.arrival_ms).max(0))
+                .unwrap_or(0)
         };
         Ok(ReadResult {
             records,
