@@ -1,10 +1,19 @@
 # The project's verify gate: read-only checks, then every test. `.ci/run` calls `make test`.
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
+STREAMD_BIN ?= $(CARGO_TARGET_DIR)/release/streamd
+export STREAMD_BIN
+KINESIS_TESTS := node/kinesis/tests
 
-.PHONY: test lint unit-and-cluster-tests run fix
+.PHONY: test test-deps lint rust-tests sdk-tests run fix
 
-test: lint unit-and-cluster-tests
+test: test-deps lint rust-tests sdk-tests
+
+# Test clients: boto3, the AWS CLI, pytest and cbor2 (pip), and the AWS SDK for JavaScript (npm,
+# from the lock file). Quick when already installed.
+test-deps:
+	python3 -m pip install --quiet --disable-pip-version-check -r $(KINESIS_TESTS)/python/requirements.txt
+	cd $(KINESIS_TESTS)/js && npm ci --no-audit --no-fund --loglevel=error
 
 lint:
 	cargo fmt --all -- --check
@@ -14,8 +23,15 @@ lint:
 	@# One version of each RPC and telemetry crate across the workspace.
 	@! cargo tree -d -e normal --workspace --depth 0 --prefix none 2>/dev/null | grep -E '^(tonic|prost|opentelemetry|openraft) ' || (echo "duplicate tonic/prost/opentelemetry/openraft versions" && false)
 
-unit-and-cluster-tests:
+# Unit tests and the multi-process cluster tests (real nodes on loopback).
+rust-tests:
 	cargo nextest run --workspace --release --no-fail-fast
+
+# Real Kinesis clients (boto3, AWS CLI, CBOR, SigV4, TLS/HTTP/2, the JavaScript SDK) against real
+# nodes; uses the release `streamd` the Rust tests built.
+sdk-tests:
+	cargo build --release -p streamd
+	python3 -m pytest $(KINESIS_TESTS)/python -q -W ignore::DeprecationWarning
 
 run:
 	cargo run --release --bin streamd
