@@ -24,6 +24,9 @@ mod registry;
 mod state_machine;
 mod type_config;
 
+#[cfg(test)]
+mod conformance_tests;
+
 pub use handle::{GroupHandle, GroupStatus, ProposeError};
 pub use network::client::PeerClients;
 pub use network::server::{GroupService, InternalService};

@@ -133,7 +133,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let bytes = bincode::serialize(&Some(log_id)).map_err(io::Error::other)?;
+        let bytes = bincode::serialize(&log_id).map_err(io::Error::other)?;
         self.engine
             .put_meta(self.group, META_PURGED, bytes.into())
             .await?;
