@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use streamd_raft::RaftOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,6 +97,9 @@ pub(crate) struct NodeFlags {
     /// PEM private key for --kinesis-tls-cert.
     #[arg(long)]
     pub(crate) kinesis_tls_key: Option<PathBuf>,
+    /// Snapshot each Raft group (and so allow purging its log) after this many applied entries.
+    #[arg(long)]
+    pub(crate) snapshot_every_entries: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +117,7 @@ struct FileConfig {
     kinesis_auth_keys: Option<String>,
     kinesis_tls_cert: Option<PathBuf>,
     kinesis_tls_key: Option<PathBuf>,
+    snapshot_every_entries: Option<u64>,
 }
 
 /// The resolved settings of one node.
@@ -131,6 +136,7 @@ pub(crate) struct NodeConfig {
     pub(crate) kinesis_auth_keys: Vec<(String, String)>,
     /// (certificate, key) PEM files for TLS on the Kinesis port.
     pub(crate) kinesis_tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) snapshot_every_entries: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +260,11 @@ impl NodeFlags {
                 (None, None) => None,
                 _ => return Err(ConfigError::TlsPair),
             },
+            snapshot_every_entries: self
+                .snapshot_every_entries
+                .or(file.snapshot_every_entries)
+                .unwrap_or(RaftOptions::default().snapshot_every_entries)
+                .max(1),
         })
     }
 }

@@ -65,7 +65,11 @@ impl Node {
         for (id, addr) in &config.initial_cluster {
             peers.set_address(*id, addr);
         }
-        let host = RaftHost::new(config.node_id, engine, db, peers, RaftOptions::default());
+        let raft_options = RaftOptions {
+            snapshot_every_entries: config.snapshot_every_entries,
+            ..RaftOptions::default()
+        };
+        let host = RaftHost::new(config.node_id, engine, db, peers, raft_options);
 
         let meta = Arc::new(RwLock::new(MetaState::default()));
         let (meta_tx, meta_changes) = watch::channel(0u64);
