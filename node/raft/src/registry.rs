@@ -117,7 +117,8 @@ impl RaftHost {
             election_timeout_min: o.election_min_ms,
             election_timeout_max: o.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(o.snapshot_every_entries),
-            max_in_snapshot_log_to_keep: 1000,
+            // Followers further behind than this catch up by snapshot.
+            max_in_snapshot_log_to_keep: (o.snapshot_every_entries / 2).min(1000),
             // Entries can be 10 MiB PutRecords batches: keep an AppendEntries under the message limit.
             max_payload_entries: 16,
             install_snapshot_timeout: 60_000,
