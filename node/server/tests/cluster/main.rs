@@ -3,9 +3,11 @@
 //!
 //! - t10: put and get on three nodes: exactly once, in order, routed by MD5, iterator types.
 //! - t20: SIGKILL of a shard leader under load: writes resume, replicas converge, nothing lost.
+//! - t25: a follower that missed more than the leader's log holds catches up by snapshot.
 //! - t30: full-cluster restart: streams, shards and records come back.
 //! - t40: every API limit refused with the right error code, and throughput limits.
 //! - t50: a node without `--initial-cluster` forms a one-node cluster.
+//! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
 //!
 //! Every wait is a deadline poll (`streamd_testkit::wait_*`) and every test is bounded; set
 //! `STREAMD_TEST_SEED` to replay a run's random choices, `STREAMD_TEST_KEEP=1` to keep the data
@@ -14,9 +16,11 @@
 
 mod t10_put_get;
 mod t20_kill_leader;
+mod t25_snapshot_catch_up;
 mod t30_full_restart;
 mod t40_bad_input;
 mod t50_single_node;
+mod t60_kinesis_sdk;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -29,25 +29,47 @@ async fn a_lagging_replica_catches_up_by_snapshot() {
             .await;
         let client = cluster.client();
         client.create_stream(STREAM, 1).await.unwrap();
-        client.wait_stream_active(STREAM, Duration::from_secs(60)).await.unwrap();
+        client
+            .wait_stream_active(STREAM, Duration::from_secs(60))
+            .await
+            .unwrap();
         let leader = shard_leader(&client, STREAM, SHARD_0).await;
-        let follower = cluster.node_ids().into_iter().find(|n| *n != leader).unwrap();
+        let follower = cluster
+            .node_ids()
+            .into_iter()
+            .find(|n| *n != leader)
+            .unwrap();
         cluster.kill9(follower);
         eprintln!("t25: node {leader} leads, node {follower} killed");
 
+        // Writes go through the leader's node: the client would otherwise start at the dead one.
+        let writer = cluster.node_client(leader);
         let mut out = Outcomes::default();
         for _ in 0..150 {
             let batch = random_entries(&mut rng, 5, 50, 10..=200);
-            put_and_file(&client, STREAM, 0, batch, &mut out).await.unwrap();
+            put_and_file(&writer, STREAM, 0, batch, &mut out)
+                .await
+                .unwrap();
         }
-        assert!(out.unknown.is_empty() && out.throttled.is_empty(), "{:?}", out.errors);
+        assert!(
+            out.unknown.is_empty() && out.throttled.is_empty(),
+            "{:?}",
+            out.errors
+        );
 
         cluster.restart(follower).await;
         let own = cluster.node_client(follower);
-        let caught_up = read_until_complete(&own, STREAM, &out.acked, Duration::from_secs(90)).await;
+        let caught_up =
+            read_until_complete(&own, STREAM, &out.acked, Duration::from_secs(90)).await;
         check_exactly_once(&caught_up, &out.acked, &[]).unwrap();
         for other in cluster.node_ids() {
-            let read = read_until_complete(&cluster.node_client(other), STREAM, &out.acked, Duration::from_secs(60)).await;
+            let read = read_until_complete(
+                &cluster.node_client(other),
+                STREAM,
+                &out.acked,
+                Duration::from_secs(60),
+            )
+            .await;
             assert_eq!(read, caught_up, "node {other} and node {follower} differ");
         }
     })
