@@ -30,7 +30,7 @@ rust-tests:
 # Real Kinesis clients (boto3, AWS CLI, CBOR, SigV4, TLS/HTTP/2, the JavaScript SDK) against real
 # nodes; uses the release `streamd` the Rust tests built.
 sdk-tests:
-	cargo build --release -p streamd
+	cargo build --release --workspace --all-targets
 	python3 -m pytest $(KINESIS_TESTS)/python -q -W ignore::DeprecationWarning
 
 run:

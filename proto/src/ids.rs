@@ -24,7 +24,7 @@ pub enum IdError {
     ShardId(String),
     #[error("hash key must be a decimal integer in 0..2^128-1, got {0:?}")]
     HashKey(String),
-    #[error("sequence number must be a decimal integer of at most 128 digits, got {0:?}")]
+    #[error("sequence number must match 0|([1-9]\\d{{0,128}}), got {0:?}")]
     SequenceNumber(String),
 }
 
@@ -174,8 +174,7 @@ impl HashKeyRange {
 pub struct SequenceNumber(pub u128);
 
 impl SequenceNumber {
-    /// Printed width: Kinesis sequence numbers are 56 digits; zero-padding to the same width keeps
-    /// string order equal to numeric order for clients that compare strings.
+    /// Printed width: Kinesis sequence numbers are 56 digits.
     pub const DIGITS: usize = 56;
     pub const MAX_POSITION: u32 = u16::MAX as u32;
 
@@ -207,26 +206,34 @@ impl SequenceNumber {
 }
 
 impl fmt::Display for SequenceNumber {
+    /// Kinesis-shaped: 56 digits with no leading zero (the API's pattern is
+    /// `0|([1-9]\d{0,128})`), a `1` then the value zero-padded to 55 digits, so every issued
+    /// number has the same length and string order equals numeric order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:0width$}", self.0, width = Self::DIGITS)
+        write!(f, "1{:0width$}", self.0, width = Self::DIGITS - 1)
     }
 }
 
 impl FromStr for SequenceNumber {
     type Err = IdError;
+    /// Accepts any number the API's pattern allows. Numbers streamd never issues keep their
+    /// order against those it does: shorter ones sort before all of them (value 0), longer ones
+    /// after (the largest value).
     fn from_str(s: &str) -> Result<Self, IdError> {
-        if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        let well_formed = !s.is_empty()
+            && s.len() <= 129
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        if !well_formed {
             return Err(IdError::SequenceNumber(s.to_string()));
         }
-        let trimmed = s.trim_start_matches('0');
-        if trimmed.is_empty() {
+        if s.len() < Self::DIGITS {
             return Ok(SequenceNumber(0));
         }
-        trimmed
-            .parse::<u128>()
-            .map(SequenceNumber)
-            // Well-formed but beyond anything streamd issues: no shard holds it.
-            .map_err(|_| IdError::SequenceNumber(s.to_string()))
+        if s.len() > Self::DIGITS || !s.starts_with('1') {
+            return Ok(SequenceNumber(u128::MAX));
+        }
+        Ok(SequenceNumber(s[1..].parse::<u128>().unwrap_or(u128::MAX)))
     }
 }
 
@@ -265,6 +272,7 @@ mod tests {
         assert_eq!((b.group_id(), b.log_index(), b.position()), (1, 6, 0));
         let s = a.to_string();
         assert_eq!(s.len(), SequenceNumber::DIGITS);
+        assert!(s.starts_with('1'));
         assert_eq!(s.parse::<SequenceNumber>().unwrap(), a);
         // String order equals numeric order.
         assert!(a.to_string() < b.to_string() && b.to_string() < c.to_string());
@@ -289,6 +297,12 @@ mod tests {
                 .is_err()
         );
         assert!("12a".parse::<SequenceNumber>().is_err());
-        assert!("1".repeat(129).parse::<SequenceNumber>().is_err());
+        assert!("0123".parse::<SequenceNumber>().is_err());
+        assert!("1".repeat(130).parse::<SequenceNumber>().is_err());
+        assert_eq!("0".parse::<SequenceNumber>().unwrap(), SequenceNumber(0));
+        assert_eq!(
+            "1".repeat(129).parse::<SequenceNumber>().unwrap(),
+            SequenceNumber(u128::MAX)
+        );
     }
 }

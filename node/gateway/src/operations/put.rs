@@ -31,7 +31,11 @@ fn hash_key(key: &str, explicit: Option<&str>) -> Result<HashKey, ApiError> {
     match explicit {
         Some(e) => e
             .parse::<HashKey>()
-            .map_err(|err| ApiError::invalid(err.to_string())),
+            .map_err(|_| {
+                ApiError::invalid(format!(
+                    "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {e}"
+                ))
+            }),
         None => Ok(HashKey::of_partition_key(key)),
     }
 }
@@ -141,7 +145,16 @@ impl Gateway {
                         let code =
                             ErrorCode::from_name(error).unwrap_or(ErrorCode::InternalFailure);
                         entry.error_code = Some(code.kinesis_type().to_string());
-                        entry.error_message = Some(message.clone());
+                        entry.error_message = Some(
+                            if code == ErrorCode::ProvisionedThroughputExceeded {
+                                format!(
+                                    "Rate exceeded for shard {shard_id} in stream {} under account 000000000000.",
+                                    stream.name
+                                )
+                            } else {
+                                message.clone()
+                            },
+                        );
                         failed += 1;
                     }
                     None => {

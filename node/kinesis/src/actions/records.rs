@@ -3,7 +3,7 @@
 use streamd_proto::v1;
 
 use super::streams::stream_name;
-use crate::codec::{Doc, Input};
+use crate::codec::{self, Doc, Input};
 use crate::error::KinesisError;
 use crate::router::KinesisApi;
 
@@ -11,9 +11,25 @@ fn entry(input: &Input) -> Result<v1::PutRecordsRequestEntry, KinesisError> {
     let data = input.opt_blob("Data")?.ok_or_else(|| {
         KinesisError::validation("1 validation error detected: Value null at 'data' failed to satisfy constraint: Member must not be null")
     })?;
+    let partition_key = input.req_str("PartitionKey")?;
+    let chars = partition_key.chars().count();
+    if chars == 0 {
+        return Err(codec::validation(
+            &input.member("PartitionKey"),
+            &partition_key,
+            "Member must have length greater than or equal to 1",
+        ));
+    }
+    if chars > 256 {
+        return Err(codec::validation(
+            &input.member("PartitionKey"),
+            &partition_key,
+            "Member must have length less than or equal to 256",
+        ));
+    }
     Ok(v1::PutRecordsRequestEntry {
         data: data.into(),
-        partition_key: input.req_str("PartitionKey")?,
+        partition_key,
         explicit_hash_key: input.opt_str("ExplicitHashKey")?,
     })
 }
@@ -122,6 +138,22 @@ pub(super) async fn get_shard_iterator(
 pub(super) async fn get_records(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
     let iterator = input.req_str("ShardIterator")?;
     let limit = input.opt_u32("Limit")?;
+    if let Some(l) = limit {
+        if l < 1 {
+            return Err(codec::validation(
+                "limit",
+                &l.to_string(),
+                "Member must have value greater than or equal to 1",
+            ));
+        }
+        if l > 10_000 {
+            return Err(codec::validation(
+                "limit",
+                &l.to_string(),
+                "Member must have value less than or equal to 10000",
+            ));
+        }
+    }
     let resp = api
         .gw
         .get_records(v1::GetRecordsRequest {

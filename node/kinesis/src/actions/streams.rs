@@ -141,6 +141,13 @@ pub(super) async fn create_stream(api: &KinesisApi, input: &Input) -> Result<Doc
         None => false,
     };
     let shard_count = input.opt_u32("ShardCount")?;
+    if shard_count == Some(0) {
+        return Err(crate::codec::validation(
+            "shardCount",
+            "0",
+            "Member must have value greater than or equal to 1",
+        ));
+    }
     if shard_count.is_none() && !on_demand {
         return Err(KinesisError::new(
             "InvalidArgumentException",

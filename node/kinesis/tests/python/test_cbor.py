@@ -36,7 +36,7 @@ def test_cbor_put_record_and_read_back(endpoint, kinesis, stream):
     for i, blob in enumerate(blobs):
         body = _ok(cbor_call(endpoint, "PutRecord", {"StreamName": stream, "Data": blob, "PartitionKey": f"k{i}"}))
         assert body["ShardId"] == "shardId-000000000000"
-        assert helpers.SEQ_RE.match(body["SequenceNumber"])
+        assert body["SequenceNumber"].isdigit()
         seqs.append(body["SequenceNumber"])
 
     # The JSON side sees the same bytes.

@@ -71,7 +71,7 @@ def test_cli_stream_lifecycle(streamd, cli_env, cli_is_v2):
     fmt = ["--cli-binary-format", "raw-in-base64-out"] if cli_is_v2 else []
     put = aws(cli_env, ep, "put-record", "--stream-name", name, "--data", payload, "--partition-key", "pk", *fmt)
     assert put["ShardId"] == "shardId-000000000000"
-    assert helpers.SEQ_RE.match(put["SequenceNumber"])
+    assert put["SequenceNumber"].isdigit()
 
     shards = aws(cli_env, ep, "list-shards", "--stream-name", name)
     assert [s["ShardId"] for s in shards["Shards"]] == ["shardId-000000000000"]

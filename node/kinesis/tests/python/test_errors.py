@@ -8,9 +8,12 @@ Reference, the "Common Errors" page, and the AWS JSON 1.1 protocol (errors are
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import socket
+import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -165,24 +168,80 @@ def test_expired_iterator():
     pass
 
 
-def test_provisioned_throughput_exceeded_put_record(kinesis, stream):
-    deadline = time.monotonic() + 30
-    attempt = 0
-    while time.monotonic() < deadline and attempt < 6:
-        helpers.throttle_shard(kinesis, stream, partition_key="hot", tag=f"e{attempt}", max_batches=4)
-        attempt += 1
-        try:
-            kinesis.put_record(StreamName=stream, Data=b"one-more", PartitionKey="hot")
-        except ClientError as e:
-            assert helpers.error_code(e) == "ProvisionedThroughputExceededException", e.response
-            assert helpers.http_status(e) == 400
-            msg = e.response["Error"]["Message"]
-            assert msg.lower().startswith("rate exceeded for shard"), msg
-            assert "shardId-000000000000" in msg, msg
-            assert helpers.request_id_header(e)
-            return
-    pytest.fail("PutRecord was never refused with ProvisionedThroughputExceededException on a shard "
-                "that had just taken >1,000 records in under a second")
+def _saturate_shard(endpoint: str, stream: str, partition_key: str, stop: threading.Event,
+                    deadline: float, errors: list) -> None:
+    """Send the same pre-signed PutRecords of 500 records over one keep-alive connection
+    until told to stop: cheap on the client, so batches reach the shard back to back."""
+    body = json.dumps({
+        "StreamName": stream,
+        "Records": [{"Data": "c2F0", "PartitionKey": partition_key} for _ in range(500)],
+    }).encode()
+    headers = helpers.sign_headers(endpoint, "PutRecords", body, helpers.KEY_ID, helpers.SECRET)
+    u = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            conn.request("POST", "/", body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                errors.append(f"saturating PutRecords answered {r.status}")
+                return
+    except Exception as e:  # surfaced by the test
+        errors.append(repr(e))
+    finally:
+        conn.close()
+
+
+def test_provisioned_throughput_exceeded_put_record(streamd, kinesis, stream):
+    """While PutRecords batches keep the shard above its 1,000 records/s, PutRecord calls to
+    the same shard must be refused with ProvisionedThroughputExceededException (HTTP 400):
+    the write quota is per shard, whichever API the records come through."""
+    stop = threading.Event()
+    deadline = time.monotonic() + 15
+    errors: list = []
+    threads = [
+        threading.Thread(target=_saturate_shard, args=(streamd.endpoint, stream, "hot", stop, deadline, errors),
+                         daemon=True)
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    refused = None
+    calls = 0
+    try:
+        time.sleep(0.05)
+        while time.monotonic() < deadline and refused is None and not errors:
+            calls += 1
+            try:
+                kinesis.put_record(StreamName=stream, Data=f"single-{calls}".encode(), PartitionKey="hot")
+            except ClientError as e:
+                refused = e
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors
+    assert refused is not None, (
+        f"{calls} PutRecord calls all succeeded while PutRecords kept the shard over 1,000 records/s"
+    )
+    assert helpers.error_code(refused) == "ProvisionedThroughputExceededException", refused.response
+    assert helpers.http_status(refused) == 400
+    msg = refused.response["Error"]["Message"]
+    assert msg.lower().startswith("rate exceeded for shard"), msg
+    assert helpers.request_id_header(refused)
+
+
+def test_provisioned_throughput_exceeded_message_names_shard_stream_account(kinesis, stream):
+    """PutRecordsResultEntry.ErrorMessage: "An ErrorCode value of
+    ProvisionedThroughputExceededException has an error message that includes the account
+    ID, stream name, and shard ID" (API Reference, PutRecordsResultEntry)."""
+    sent = helpers.throttle_shard(kinesis, stream, partition_key="hot", tag="msg")
+    failed = [r for _, resp in sent for r in resp["Records"] if "ErrorCode" in r]
+    assert failed, "no entry was throttled"
+    msg = failed[0]["ErrorMessage"]
+    for part in (ACCOUNT, stream, "shardId-000000000000"):
+        assert part in msg, f"{part!r} missing from ErrorMessage {msg!r}"
 
 
 def test_invalid_argument_tampered_shard_iterator(kinesis, stream):

@@ -63,6 +63,7 @@ def test_create_provisioned_stream_and_describe_shape(kinesis, stream_name):
     _assert_even_hash_ranges(shards)
     for s in shards:
         rng = s["SequenceNumberRange"]
+        # SequenceNumber shape in the model: 0|([1-9]\d{0,128}), so no leading zeros.
         assert SEQ_RE.match(rng["StartingSequenceNumber"]), rng
         assert "EndingSequenceNumber" not in rng, "open shards have no EndingSequenceNumber"
         assert "ParentShardId" not in s
