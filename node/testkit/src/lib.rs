@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod faults;
+pub mod kinesis_http;
 pub mod logs;
 pub mod ports;
 pub mod probe;

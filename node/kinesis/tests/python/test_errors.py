@@ -150,6 +150,24 @@ def test_invalid_argument_sequence_number_required(kinesis, stream):
     assert "StartingSequenceNumber" in e.response["Error"]["Message"]
 
 
+def test_invalid_argument_sequence_number_of_another_shard(kinesis, stream_name):
+    """A sequence number encodes its shard: GetShardIterator with one from shard 1 on shard 0
+    is an InvalidArgumentException ("Invalid StartingSequenceNumber. It encodes
+    shardId-000000000001, while it was used in a call to a shard with shardId-000000000000")."""
+    d = helpers.create_stream(kinesis, stream_name, shard_count=2)
+    other = d["Shards"][1]
+    put = kinesis.put_record(StreamName=stream_name, Data=b"x", PartitionKey="k",
+                             ExplicitHashKey=other["HashKeyRange"]["StartingHashKey"])
+    assert put["ShardId"] == other["ShardId"]
+    _expect(
+        lambda: kinesis.get_shard_iterator(
+            StreamName=stream_name, ShardId="shardId-000000000000", ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=put["SequenceNumber"],
+        ),
+        "InvalidArgumentException",
+    )
+
+
 def test_resource_not_found_unknown_shard(kinesis, stream):
     _expect(
         lambda: kinesis.get_shard_iterator(

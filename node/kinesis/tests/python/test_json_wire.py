@@ -112,3 +112,21 @@ def test_empty_success_body_is_json(endpoint, stream):
     assert r.status == 200, r.text
     assert r.headers.get("content-type", "").startswith(JSON_CT)
     assert r.body in (b"", b"{}"), r.body
+
+
+def test_error_body_shape(endpoint):
+    name = helpers.unique_name("missing")
+    r = helpers.raw_json(endpoint, "DescribeStream", {"StreamName": name})
+    assert r.status == 400, r.text
+    assert r.headers.get("content-type", "").startswith(JSON_CT), r.headers
+    assert UUID_RE.match(r.headers.get("x-amzn-requestid", ""))
+    body = r.json()
+    assert helpers.error_type_of(body) == "ResourceNotFoundException", body
+    assert body.get("message") == f"Stream {name} under account {helpers.ACCOUNT} not found.", body
+
+
+def test_unknown_input_members_are_ignored(endpoint, stream):
+    """Newer SDKs send members an older service does not know; the service ignores them."""
+    r = helpers.raw_json(endpoint, "DescribeStreamSummary", {"StreamName": stream, "NotAKinesisMember": 1})
+    body = _ok(r)
+    assert body["StreamDescriptionSummary"]["StreamName"] == stream

@@ -69,6 +69,25 @@ def test_create_provisioned_stream_and_describe_shape(kinesis, stream_name):
         assert "ParentShardId" not in s
 
 
+def test_describe_stream_limit_and_paginator(kinesis, stream_name):
+    helpers.create_stream(kinesis, stream_name, shard_count=3)
+    page = kinesis.describe_stream(StreamName=stream_name, Limit=2)["StreamDescription"]
+    assert [s["ShardId"] for s in page["Shards"]] == ["shardId-000000000000", "shardId-000000000001"]
+    assert page["HasMoreShards"] is True
+    rest = kinesis.describe_stream(
+        StreamName=stream_name, Limit=2, ExclusiveStartShardId="shardId-000000000001"
+    )["StreamDescription"]
+    assert [s["ShardId"] for s in rest["Shards"]] == ["shardId-000000000002"]
+    assert rest["HasMoreShards"] is False
+
+    full = kinesis.get_paginator("describe_stream").paginate(
+        StreamName=stream_name, PaginationConfig={"PageSize": 1}
+    ).build_full_result()
+    assert [s["ShardId"] for s in full["StreamDescription"]["Shards"]] == [
+        f"shardId-00000000000{i}" for i in range(3)
+    ]
+
+
 @pytest.mark.parametrize("count", [1, 2, 5])
 def test_hash_ranges_cover_keyspace(kinesis, stream_name, count):
     d = helpers.create_stream(kinesis, stream_name, shard_count=count)

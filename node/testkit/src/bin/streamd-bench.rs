@@ -17,6 +17,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use streamd_client::{ClientError, ClientOptions, StreamdClient, v1};
 use streamd_proto::limits::{MAX_GET_RECORDS, MAX_PUT_RECORDS, MAX_RECORD_BYTES};
 use streamd_testkit::bench::{BenchConfig, ProducerStats, Report, parse_duration};
+use streamd_testkit::kinesis_http::KinesisHttp;
 use streamd_testkit::{Cluster, default_binary};
 use tokio::time::Instant;
 
@@ -38,6 +39,9 @@ struct Args {
     /// started. Its shard limits are whatever it was started with.
     #[arg(long)]
     endpoint: Vec<String>,
+    /// A running cluster's Kinesis endpoint (host:port), for `--api kinesis`; repeat for more.
+    #[arg(long)]
+    kinesis_endpoint: Vec<String>,
     /// Nodes of the local cluster.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
@@ -65,6 +69,46 @@ struct Args {
     /// Afterwards, read every shard and check the count equals the acknowledged records.
     #[arg(long)]
     verify: bool,
+    /// Which front door producers and readers use: the gRPC API or the Kinesis API (AWS JSON 1.1
+    /// over HTTP/1.1, to each node's Kinesis port in turn).
+    #[arg(long, value_enum, default_value_t = Api::Grpc)]
+    api: Api,
+    /// Afterwards, read the whole stream back with GetRecords, one reader per shard, and report
+    /// read throughput and per-call latency.
+    #[arg(long)]
+    read: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Api {
+    Grpc,
+    Kinesis,
+}
+
+/// The front door a producer or reader uses: a gRPC client, or a Kinesis JSON caller.
+#[derive(Clone)]
+enum Front {
+    Grpc(StreamdClient),
+    Kinesis(Box<KinesisHttp>),
+}
+
+impl Front {
+    async fn put_records(
+        &self,
+        stream: &str,
+        records: Vec<v1::PutRecordsRequestEntry>,
+    ) -> Result<v1::PutRecordsResponse, String> {
+        match self {
+            Front::Grpc(c) => c
+                .put_records(stream, records)
+                .await
+                .map_err(|e| e.code().name().to_string()),
+            Front::Kinesis(k) => k
+                .put_records(stream, &records)
+                .await
+                .map_err(|e| e.name().to_string()),
+        }
+    }
 }
 
 #[tokio::main]
@@ -92,6 +136,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     // Held until the end: dropping it stops the nodes.
     let cluster;
+    let kinesis_endpoints: Vec<String>;
     let endpoints = if args.endpoint.is_empty() {
         let binary = args.streamd.clone().unwrap_or_else(default_binary);
         eprintln!("starting {} node(s) from {}", args.nodes, binary.display());
@@ -102,12 +147,21 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .start()
             .await;
         let endpoints = c.grpc_endpoints();
+        kinesis_endpoints = c
+            .node_ids()
+            .into_iter()
+            .map(|i| c.kinesis_addr(i).to_string())
+            .collect();
         cluster = Some(c);
         endpoints
     } else {
         cluster = None;
+        kinesis_endpoints = args.kinesis_endpoint.clone();
         args.endpoint.clone()
     };
+    if args.api == Api::Kinesis && kinesis_endpoints.is_empty() {
+        return Err("--api kinesis with --endpoint needs --kinesis-endpoint".into());
+    }
     let options = ClientOptions {
         request_timeout: Duration::from_secs(30),
         ..Default::default()
@@ -130,8 +184,13 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut tasks = Vec::with_capacity(args.producers);
-    for _ in 0..args.producers {
-        let client = client.clone();
+    for p in 0..args.producers {
+        let client = match args.api {
+            Api::Grpc => Front::Grpc(client.clone()),
+            Api::Kinesis => Front::Kinesis(Box::new(KinesisHttp::new(
+                &kinesis_endpoints[p % kinesis_endpoints.len()],
+            ))),
+        };
         let stream = stream.clone();
         let (batch, size) = (args.batch, args.record_size);
         tasks.push(tokio::spawn(produce(client, stream, batch, size, deadline)));
@@ -177,6 +236,27 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 
     print!("{}", report.to_text());
+    if args.read {
+        let readers: Vec<Front> = match args.api {
+            Api::Grpc => vec![Front::Grpc(client.clone())],
+            Api::Kinesis => kinesis_endpoints
+                .iter()
+                .map(|e| Front::Kinesis(Box::new(KinesisHttp::new(e))))
+                .collect(),
+        };
+        let r = read_back(&client, &readers, &stream).await?;
+        println!(
+            "read ({:?}): {} records, {:.2} MB in {:.1}s: {:.0} records/s, {:.2} MB/s; GetRecords latency ms p50 {:.2} p99 {:.2}",
+            args.api,
+            r.records,
+            r.bytes as f64 / 1e6,
+            r.elapsed.as_secs_f64(),
+            r.records as f64 / r.elapsed.as_secs_f64(),
+            r.bytes as f64 / 1e6 / r.elapsed.as_secs_f64(),
+            r.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            r.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)?;
     }
@@ -189,7 +269,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 async fn produce(
-    client: StreamdClient,
+    client: Front,
     stream: String,
     batch: usize,
     record_size: usize,
@@ -216,7 +296,7 @@ async fn produce(
         match client.put_records(&stream, records).await {
             Ok(resp) => stats.record_ok(sent.elapsed(), &resp, &sizes),
             Err(e) => {
-                stats.record_failed_call(e.code().name(), batch);
+                stats.record_failed_call(&e, batch);
                 // A refused call must not turn into a busy loop against a failing cluster.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -249,4 +329,96 @@ async fn count_records(client: &StreamdClient, stream: &str) -> Result<u64, Clie
         }
     }
     Ok(total)
+}
+
+struct ReadReport {
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+    /// Per GetRecords call, in microseconds.
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+/// Reads every shard from TRIM_HORIZON to its tip, one concurrent reader per shard.
+async fn read_back(
+    client: &StreamdClient,
+    readers: &[Front],
+    stream: &str,
+) -> Result<ReadReport, Box<dyn std::error::Error>> {
+    let shards = client.list_shards(stream).await?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, shard) in shards.into_iter().enumerate() {
+        let reader = readers[i % readers.len()].clone();
+        let stream = stream.to_string();
+        tasks.push(tokio::spawn(async move {
+            read_shard(reader, stream, shard.shard_id).await
+        }));
+    }
+    let mut report = ReadReport {
+        records: 0,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+        latency: hdrhistogram::Histogram::new(3)?,
+    };
+    for t in tasks {
+        let (records, bytes, latency) = t.await??;
+        report.records += records;
+        report.bytes += bytes;
+        report.latency.add(&latency)?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+async fn read_shard(
+    reader: Front,
+    stream: String,
+    shard: String,
+) -> Result<(u64, u64, hdrhistogram::Histogram<u64>), String> {
+    let mut latency = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut iterator = match &reader {
+        Front::Grpc(c) => c
+            .get_shard_iterator(
+                &stream,
+                &shard,
+                v1::ShardIteratorType::TrimHorizon,
+                None,
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+        Front::Kinesis(k) => k
+            .trim_horizon(&stream, &shard)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    loop {
+        let sent = Instant::now();
+        let (n, b, next, at_tip) = match &reader {
+            Front::Grpc(c) => {
+                let page = c
+                    .get_records(&iterator, Some(MAX_GET_RECORDS))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let at_tip = page.records.is_empty() && page.millis_behind_latest == 0;
+                let b = page.records.iter().map(|r| r.data.len() as u64).sum();
+                (
+                    page.records.len() as u64,
+                    b,
+                    page.next_shard_iterator,
+                    at_tip,
+                )
+            }
+            Front::Kinesis(k) => k.get_records(&iterator).await.map_err(|e| e.to_string())?,
+        };
+        let _ = latency.record(sent.elapsed().as_micros() as u64);
+        records += n;
+        bytes += b;
+        match next {
+            Some(next) if !at_tip && !next.is_empty() => iterator = next,
+            _ => return Ok((records, bytes, latency)),
+        }
+    }
 }
