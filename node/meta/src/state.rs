@@ -132,3 +132,47 @@ impl MetaState {
         self.all_shards().find(|(_, sh)| sh.group_id == group)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::MetaCommand;
+
+    #[test]
+    fn partition_keys_route_by_md5_into_the_owning_shard() {
+        let mut s = MetaState::default();
+        let nodes = vec![NodeInfo {
+            id: 1,
+            addr: "a".into(),
+        }];
+        s.apply(MetaCommand::Init {
+            secret: vec![1],
+            nodes,
+            replication_factor: 1,
+        })
+        .unwrap();
+        s.apply(MetaCommand::CreateStream {
+            name: "r".into(),
+            shard_count: 4,
+            on_demand: false,
+            now_ms: 0,
+            region: "us-east-1".into(),
+        })
+        .unwrap();
+        let stream = &s.streams["r"];
+        // MD5("a") = 0x0cc1..., in the first quarter of the key space; MD5("b") = 0x92eb..., in
+        // the third.
+        let a = stream.shard_for(HashKey::of_partition_key("a")).unwrap();
+        let b = stream.shard_for(HashKey::of_partition_key("b")).unwrap();
+        assert_eq!(a.shard_id, ShardId(0));
+        assert_eq!(b.shard_id, ShardId(2));
+        for k in [HashKey(0), HashKey(u128::MAX / 2), HashKey::MAX] {
+            let owners = stream
+                .shards
+                .iter()
+                .filter(|sh| sh.range.contains(k))
+                .count();
+            assert_eq!(owners, 1, "{k} must have exactly one owner");
+        }
+    }
+}

@@ -296,4 +296,34 @@ mod tests {
         };
         assert!(matches!(flags.resolve(), Err(ConfigError::NotInCluster(4))));
     }
+
+    #[test]
+    fn a_toml_file_sets_what_flags_leave_open() {
+        let path = std::env::temp_dir().join(format!("streamd-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "node_id = 2\ngrpc_addr = \"127.0.0.1:7002\"\nshard_limits = \"off\"\n\
+             initial_cluster = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let flags = NodeFlags {
+            config: Some(path.clone()),
+            region: Some("ap-south-1".into()),
+            ..Default::default()
+        };
+        let c = flags.resolve().unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.grpc_addr.port(), 7002);
+        assert_eq!(c.shard_limits, ShardLimitsFlag::Off);
+        assert_eq!(c.initial_cluster.len(), 2);
+        // Flags win over the file.
+        assert_eq!(c.region, "ap-south-1");
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let flags = NodeFlags {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert!(matches!(flags.resolve(), Err(ConfigError::Parse { .. })));
+        let _ = std::fs::remove_file(&path);
+    }
 }

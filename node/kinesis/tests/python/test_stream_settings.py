@@ -766,7 +766,7 @@ def test_put_resource_policy_on_consumer(kinesis, stream):
     assert kinesis.get_resource_policy(ResourceARN=helpers.stream_arn(stream))["Policy"] == "{}"
 
 
-@pytest.mark.parametrize("policy", ["not json", "{\"Version\": ", ""])
+@pytest.mark.parametrize("policy", ["not json", "{\"Version\": "])
 def test_put_resource_policy_not_json_invalid_argument(kinesis, stream, policy):
     arn = helpers.stream_arn(stream)
     _expect(lambda: kinesis.put_resource_policy(ResourceARN=arn, Policy=policy), "InvalidArgumentException")
