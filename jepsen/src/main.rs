@@ -1,0 +1,3 @@
+//! The streamd fault-injection harness (being built).
+
+fn main() {}
