@@ -42,9 +42,10 @@ impl WriteBudget {
             self.records = 0;
         }
         let bytes = bytes as u64;
-        if self.records < SHARD_WRITE_RECORDS_PER_SEC
-            && self.bytes + bytes <= SHARD_WRITE_BYTES_PER_SEC
-        {
+        // A record larger than a second's byte budget (streams may allow up to 10 MiB) still goes
+        // through when it is the window's first: the shard bursts for it, as Kinesis does.
+        let fits = self.bytes + bytes <= SHARD_WRITE_BYTES_PER_SEC || self.bytes == 0;
+        if self.records < SHARD_WRITE_RECORDS_PER_SEC && fits {
             self.records += 1;
             self.bytes += bytes;
             true
@@ -70,5 +71,9 @@ mod tests {
         let mut b = WriteBudget::new();
         assert!(b.take(1024 * 1024));
         assert!(!b.take(1024));
+        // A record over the byte budget passes alone in a fresh window.
+        let mut b = WriteBudget::new();
+        assert!(b.take(3 * 1024 * 1024));
+        assert!(!b.take(1));
     }
 }

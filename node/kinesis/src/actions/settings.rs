@@ -116,6 +116,15 @@ pub(super) async fn enhanced_monitoring(
 ) -> Result<Doc, KinesisError> {
     let s = stream(api, input)?;
     let metrics = input.req_string_list("ShardLevelMetrics")?;
+    for m in &metrics {
+        if m != "ALL" && !streamd_meta::SHARD_LEVEL_METRICS.contains(&m.as_str()) {
+            return Err(crate::codec::validation(
+                "shardLevelMetrics",
+                m,
+                "Member must satisfy enum value set: [IncomingBytes, IncomingRecords, OutgoingBytes, OutgoingRecords, WriteProvisionedThroughputExceeded, ReadProvisionedThroughputExceeded, IteratorAgeMilliseconds, ALL]",
+            ));
+        }
+    }
     let reply = run(
         api,
         MetaCommand::SetShardLevelMetrics {

@@ -114,6 +114,20 @@ fn enhanced_monitoring(api: &KinesisApi, stream: &str) -> Doc {
     Doc::List(vec![Doc::map([("ShardLevelMetrics", Doc::List(metrics))])])
 }
 
+/// `{TargetMiBps, CurrentMiBps}` of an on-demand stream with warm throughput set.
+fn warm_throughput(api: &KinesisApi, stream: &str) -> Option<Doc> {
+    let m = api
+        .gw
+        .metadata()
+        .streams
+        .get(stream)
+        .and_then(|s| s.warm_throughput_mibps)?;
+    Some(Doc::map([
+        ("TargetMiBps", Doc::Int(i64::from(m))),
+        ("CurrentMiBps", Doc::Int(i64::from(m))),
+    ]))
+}
+
 fn max_record_size_kib(api: &KinesisApi, stream: &str) -> Doc {
     let kib = api
         .gw
@@ -275,7 +289,8 @@ pub(super) fn describe_stream_summary(
                 "MaxRecordSizeInKiB",
                 max_record_size_kib(api, &d.stream_name),
             ),
-        ]),
+        ])
+        .with_opt("WarmThroughput", warm_throughput(api, &d.stream_name)),
     )]))
 }
 
