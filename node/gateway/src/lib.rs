@@ -64,3 +64,17 @@ impl Gateway {
         self.meta.read().clone()
     }
 }
+
+impl Gateway {
+    /// A receiver that changes whenever this node's replica of shard group `group` applies new
+    /// records; None when the node has no replica of it.
+    pub fn record_notifier(
+        &self,
+        group: u64,
+    ) -> Option<tokio::sync::watch::Receiver<Option<u128>>> {
+        self.shards
+            .read()
+            .get(&group)
+            .map(|s| s.reader().subscribe())
+    }
+}

@@ -55,7 +55,7 @@ pub(super) async fn subscribe(api: &KinesisApi, input: &Input) -> Result<Reply, 
         .gw
         .get_shard_iterator(v1::GetShardIteratorRequest {
             stream_name: stream.name.clone(),
-            shard_id,
+            shard_id: shard_id.clone(),
             shard_iterator_type: kind as i32,
             starting_sequence_number: start.opt_str("SequenceNumber")?,
             timestamp_ms: start.opt_timestamp("Timestamp")?,
@@ -72,7 +72,12 @@ pub(super) async fn subscribe(api: &KinesisApi, input: &Input) -> Result<Reply, 
     {
         return Err(KinesisError::internal("subscriber went away"));
     }
-    tokio::spawn(pump(api.clone(), iterator, format, tx));
+    let group = shard_id
+        .parse::<streamd_proto::ids::ShardId>()
+        .ok()
+        .and_then(|id| stream.shard(id))
+        .map(|sh| sh.group_id);
+    tokio::spawn(pump(api.clone(), iterator, group, format, tx));
     let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(Reply::EventStream(body))
 }
@@ -108,13 +113,20 @@ fn records_event(resp: &v1::GetRecordsResponse, continuation: &str) -> Doc {
 async fn pump(
     api: KinesisApi,
     mut iterator: String,
+    group: Option<u64>,
     format: Format,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
     let end = Instant::now() + SUBSCRIPTION_LIFETIME;
+    // Applied records wake the subscription at once when this node holds a replica; a change
+    // seen before a read is marked so none between the read and the wait is missed.
+    let mut applied = group.and_then(|g| api.gw.record_notifier(g));
     let mut last_event = Instant::now();
     let mut continuation = String::new();
     while Instant::now() < end {
+        if let Some(rx) = applied.as_mut() {
+            rx.borrow_and_update();
+        }
         let resp = match api
             .gw
             .get_records(v1::GetRecordsRequest {
@@ -152,7 +164,12 @@ async fn pump(
             None => return,
         }
         if !has_records {
-            tokio::time::sleep(POLL_EVERY).await;
+            match applied.as_mut() {
+                Some(rx) => {
+                    let _ = tokio::time::timeout(IDLE_EVENT_EVERY, rx.changed()).await;
+                }
+                None => tokio::time::sleep(POLL_EVERY).await,
+            }
         }
     }
 }

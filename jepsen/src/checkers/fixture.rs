@@ -1,0 +1,182 @@
+//! Hand-built histories for the checkers' tests. Times are given in milliseconds.
+
+use crate::history::{F, FaultEvent, Op, OpType, Outcome, Phase, Put, PutResult, Rec, StartAt};
+
+use super::Facts;
+
+const MS: u64 = 1_000_000;
+
+#[derive(Debug, Default)]
+pub(crate) struct H {
+    pub(crate) ops: Vec<Op>,
+    next_op: u64,
+}
+
+impl H {
+    fn push(&mut self, mut op: Op) {
+        op.index = self.ops.len() as u64;
+        self.ops.push(op);
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    /// An append whose records each have their own outcome: (value, shard, outcome, seq).
+    pub(crate) fn append(
+        &mut self,
+        process: &str,
+        invoke_ms: u64,
+        done_ms: u64,
+        records: &[(&str, &str, Outcome, Option<u128>)],
+    ) {
+        let id = self.id();
+        let mut invoke = Op::new(OpType::Invoke, F::Append, process, id, invoke_ms * MS);
+        invoke.values = records
+            .iter()
+            .map(|(v, ..)| Put {
+                value: v.to_string(),
+                key: format!("k-{v}"),
+            })
+            .collect();
+        self.push(invoke);
+        let ty = if records.iter().any(|r| r.2 == Outcome::Info) {
+            OpType::Info
+        } else if records.iter().all(|r| r.2 == Outcome::Fail) {
+            OpType::Fail
+        } else {
+            OpType::Ok
+        };
+        let mut done = Op::new(ty, F::Append, process, id, done_ms * MS);
+        done.results = records
+            .iter()
+            .map(|(v, shard, outcome, seq)| PutResult {
+                value: v.to_string(),
+                outcome: *outcome,
+                shard: (*outcome == Outcome::Ok).then(|| shard.to_string()),
+                seq: seq.map(|s| s.to_string()),
+                error: match outcome {
+                    Outcome::Ok => None,
+                    Outcome::Fail => Some("ProvisionedThroughputExceededException".into()),
+                    Outcome::Info => Some("InternalFailure".into()),
+                },
+            })
+            .collect();
+        self.push(done);
+    }
+
+    /// An append acknowledged for every record: (value, shard, seq).
+    pub(crate) fn append_ok(
+        &mut self,
+        process: &str,
+        invoke_ms: u64,
+        done_ms: u64,
+        records: &[(&str, &str, u128)],
+    ) {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(v, s, q)| (*v, *s, Outcome::Ok, Some(*q)))
+            .collect();
+        self.append(process, invoke_ms, done_ms, &records);
+    }
+
+    /// An append that never completed.
+    pub(crate) fn invoke_only(&mut self, process: &str, invoke_ms: u64, values: &[&str]) {
+        let id = self.id();
+        let mut invoke = Op::new(OpType::Invoke, F::Append, process, id, invoke_ms * MS);
+        invoke.values = values
+            .iter()
+            .map(|v| Put {
+                value: v.to_string(),
+                key: "k".into(),
+            })
+            .collect();
+        self.push(invoke);
+    }
+
+    pub(crate) fn chain(
+        &mut self,
+        process: &str,
+        chain: &str,
+        shard: &str,
+        at_ms: u64,
+        kind: &str,
+        seq: Option<u128>,
+    ) {
+        let id = self.id();
+        let mut invoke = Op::new(OpType::Invoke, F::Iterator, process, id, at_ms * MS);
+        invoke.chain = Some(chain.into());
+        invoke.shard = Some(shard.into());
+        invoke.start = Some(StartAt {
+            kind: kind.into(),
+            seq: seq.map(|s| s.to_string()),
+        });
+        let mut done = invoke.clone();
+        done.ty = OpType::Ok;
+        self.push(invoke);
+        self.push(done);
+    }
+
+    pub(crate) fn read(
+        &mut self,
+        process: &str,
+        chain: &str,
+        shard: &str,
+        done_ms: u64,
+        records: &[(u128, &str)],
+    ) {
+        let id = self.id();
+        let mut invoke = Op::new(OpType::Invoke, F::Read, process, id, done_ms * MS - MS / 2);
+        invoke.chain = Some(chain.into());
+        invoke.shard = Some(shard.into());
+        let mut done = invoke.clone();
+        done.ty = OpType::Ok;
+        done.time = done_ms * MS;
+        done.records = recs(records);
+        self.push(invoke);
+        self.push(done);
+    }
+
+    pub(crate) fn drain(&mut self, node: u64, shard: &str, done_ms: u64, records: &[(u128, &str)]) {
+        let id = self.id();
+        let process = format!("drain-n{node}");
+        let mut invoke = Op::new(OpType::Invoke, F::Drain, process, id, done_ms * MS - MS);
+        invoke.shard = Some(shard.into());
+        invoke.node = Some(node);
+        let mut done = invoke.clone();
+        done.ty = OpType::Ok;
+        done.time = done_ms * MS;
+        done.replica = Some(true);
+        done.stable = Some(true);
+        done.records = recs(records);
+        self.push(invoke);
+        self.push(done);
+    }
+
+    pub(crate) fn fault(&mut self, id: u64, kind: &str, nodes: &[u64], start_ms: u64, end_ms: u64) {
+        for (phase, t) in [(Phase::Start, start_ms), (Phase::End, end_ms)] {
+            let mut op = Op::new(OpType::Info, F::Fault, "nemesis", 0, t * MS);
+            op.fault = Some(FaultEvent {
+                id,
+                kind: kind.into(),
+                phase,
+                nodes: nodes.to_vec(),
+                groups: Vec::new(),
+                detail: None,
+            });
+            self.push(op);
+        }
+    }
+
+    pub(crate) fn facts(&self) -> Facts {
+        Facts::from_history(&self.ops)
+    }
+}
+
+fn recs(records: &[(u128, &str)]) -> Vec<Rec> {
+    records
+        .iter()
+        .map(|(s, v)| Rec(s.to_string(), v.to_string()))
+        .collect()
+}

@@ -1,0 +1,151 @@
+//! Property 8, gapless and monotone consumption: along one iterator chain (GetShardIterator, then
+//! GetRecords on each returned next iterator) sequence numbers only grow, and no record is
+//! skipped: between two consecutive records of a chain, and between the chain's start and its
+//! first record, no record exists in the final drain (or in any other view) of that shard.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde_json::json;
+
+use super::{Anomalies, CheckConfig, Facts, PropertyResult, Seen, ViewKind};
+
+pub(crate) const ID: u8 = 8;
+pub(crate) const NAME: &str = "gapless-monotone-consumption";
+
+pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
+    let known = facts.positions(|_| true);
+    let mut anomalies = Anomalies::new(ID, NAME);
+    let mut chains = 0usize;
+    let mut steps = 0usize;
+    for view in &facts.views {
+        let ViewKind::Chain {
+            start, start_index, ..
+        } = &view.kind
+        else {
+            continue;
+        };
+        chains += 1;
+        let empty = BTreeMap::new();
+        let shard = known.get(view.shard.as_str()).unwrap_or(&empty);
+        let skipped = |lo: Bound<u128>, hi: u128| {
+            shard
+                .range((lo, Bound::Excluded(hi)))
+                .next()
+                .map(|(seq, values)| (*seq, values.keys().next().copied().unwrap_or_default()))
+        };
+        let label = view.label();
+        if let (Some(first), Some(start)) = (view.records.first(), start) {
+            let lower = match (start.kind.as_str(), start.seq.as_deref().map(str::parse::<u128>)) {
+                ("TRIM_HORIZON", _) => Some(Bound::Unbounded),
+                ("AFTER_SEQUENCE_NUMBER", Some(Ok(s))) => Some(Bound::Excluded(s)),
+                ("AT_SEQUENCE_NUMBER", Some(Ok(s))) => Some(Bound::Included(s)),
+                // LATEST and AT_TIMESTAMP start at a point the history cannot place.
+                _ => None,
+            };
+            if let Some(lower) = lower
+                && let Some((seq, value)) = skipped(lower, first.seq)
+            {
+                let mut ops: Vec<u64> = start_index.iter().copied().collect();
+                ops.push(first.index);
+                anomalies.push(
+                    "skipped-at-start",
+                    format!(
+                        "{label} started at {} {} and first read {}, skipping {seq}={value}",
+                        start.kind,
+                        start.seq.as_deref().unwrap_or(""),
+                        first.seq
+                    ),
+                    ops,
+                    json!({"shard": view.shard, "skipped_seq": seq.to_string(), "skipped": value}),
+                );
+            }
+        }
+        for w in view.records.windows(2) {
+            steps += 1;
+            let (a, b): (&Seen, &Seen) = (&w[0], &w[1]);
+            if b.seq <= a.seq {
+                anomalies.push(
+                    "went-back",
+                    format!("{label} read {}={} after {}={}", b.seq, b.value, a.seq, a.value),
+                    vec![a.index, b.index],
+                    json!({"shard": view.shard, "from": a.seq.to_string(), "to": b.seq.to_string()}),
+                );
+            } else if let Some((seq, value)) = skipped(Bound::Excluded(a.seq), b.seq) {
+                anomalies.push(
+                    "skipped",
+                    format!(
+                        "{label} read {}={} right after {}={}, skipping {seq}={value}",
+                        b.seq, b.value, a.seq, a.value
+                    ),
+                    vec![a.index, b.index],
+                    json!({"shard": view.shard, "skipped_seq": seq.to_string(), "skipped": value}),
+                );
+            }
+        }
+    }
+    anomalies.finish(json!({"chains": chains, "steps_checked": steps}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::Verdict;
+    use crate::checkers::fixture::H;
+
+    fn drained(h: &mut H) {
+        h.append_ok("w0", 0, 5, &[("a", "s0", 1), ("b", "s0", 2), ("c", "s0", 3)]);
+        h.drain(1, "s0", 90, &[(1, "a"), (2, "b"), (3, "c")]);
+    }
+
+    #[test]
+    fn a_chain_reading_everything_in_order_is_valid() {
+        let mut h = H::default();
+        drained(&mut h);
+        h.chain("r0", "c0", "s0", 0, "TRIM_HORIZON", None);
+        h.read("r0", "c0", "s0", 6, &[(1, "a")]);
+        h.read("r0", "c0", "s0", 7, &[(2, "b"), (3, "c")]);
+        h.chain("r0", "c1", "s0", 8, "AFTER_SEQUENCE_NUMBER", Some(2));
+        h.read("r0", "c1", "s0", 9, &[(3, "c")]);
+        h.chain("r1", "c2", "s0", 8, "LATEST", None);
+        h.read("r1", "c2", "s0", 9, &[(3, "c")]);
+        let r = check(&h.facts(), &CheckConfig::default());
+        assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
+        assert_eq!(r.stats["chains"], 3);
+    }
+
+    #[test]
+    fn a_skip_between_reads_is_caught() {
+        let mut h = H::default();
+        drained(&mut h);
+        h.chain("r0", "c0", "s0", 0, "TRIM_HORIZON", None);
+        h.read("r0", "c0", "s0", 6, &[(1, "a")]);
+        h.read("r0", "c0", "s0", 7, &[(3, "c")]);
+        let r = check(&h.facts(), &CheckConfig::default());
+        assert_eq!(r.verdict, Verdict::Invalid);
+        assert_eq!(r.anomalies[0].kind, "skipped");
+        assert_eq!(r.anomalies[0].detail["skipped"], "b");
+    }
+
+    #[test]
+    fn a_skip_at_the_start_is_caught() {
+        let mut h = H::default();
+        drained(&mut h);
+        h.chain("r0", "c0", "s0", 0, "AFTER_SEQUENCE_NUMBER", Some(1));
+        h.read("r0", "c0", "s0", 6, &[(3, "c")]);
+        let r = check(&h.facts(), &CheckConfig::default());
+        assert_eq!(r.anomalies[0].kind, "skipped-at-start");
+    }
+
+    #[test]
+    fn going_back_is_caught() {
+        let mut h = H::default();
+        drained(&mut h);
+        h.chain("r0", "c0", "s0", 0, "TRIM_HORIZON", None);
+        h.read("r0", "c0", "s0", 6, &[(1, "a"), (2, "b")]);
+        h.read("r0", "c0", "s0", 7, &[(2, "b"), (3, "c")]);
+        let r = check(&h.facts(), &CheckConfig::default());
+        assert_eq!(r.anomaly_count, 1);
+        assert_eq!(r.anomalies[0].kind, "went-back");
+    }
+}

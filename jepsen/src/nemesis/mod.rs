@@ -1,0 +1,356 @@
+//! Nemeses: faults injected on a schedule drawn from the run's seed, each recorded in the history
+//! when it starts and when it is healed.
+//!
+//! [`plan`] is a pure function of (seed, enabled kinds, nodes, time limit): the same seed replays
+//! the same faults at the same offsets on the same nodes. [`drive`] carries a plan out; each kind
+//! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`) with its start and heal.
+//! Faults never overlap: each is healed before the next starts, and every one of them leaves a
+//! majority of nodes connected and running.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::history::{F, FaultEvent, Op, OpType, Phase, Recorder};
+use crate::net::Netns;
+
+pub mod kill;
+pub mod partition;
+pub mod pause;
+
+/// Gap before each fault, and how long it lasts (milliseconds).
+const GAP_MS: std::ops::RangeInclusive<u64> = 3_000..=8_000;
+const DURATION_MS: std::ops::RangeInclusive<u64> = 2_000..=6_000;
+/// No fault is still active this close to the end of the workload.
+const END_MARGIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// SIGKILL a node, restart it on its own data after the interval.
+    Kill,
+    /// SIGSTOP a node, SIGCONT it after the interval.
+    Pause,
+    /// iptables DROP between the sides: random halves, or one node isolated.
+    Partition,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill",
+            Kind::Pause => "pause",
+            Kind::Partition => "partition",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Fault {
+    Kill {
+        node: u64,
+    },
+    Pause {
+        node: u64,
+    },
+    Partition {
+        shape: partition::Shape,
+        groups: Vec<Vec<u64>>,
+    },
+}
+
+impl Fault {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Fault::Kill { .. } => Kind::Kill,
+            Fault::Pause { .. } => Kind::Pause,
+            Fault::Partition { .. } => Kind::Partition,
+        }
+    }
+
+    /// The nodes the fault acts on (for a partition: the minority side).
+    pub fn nodes(&self) -> Vec<u64> {
+        match self {
+            Fault::Kill { node } | Fault::Pause { node } => vec![*node],
+            Fault::Partition { groups, .. } => groups
+                .iter()
+                .min_by_key(|g| g.len())
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::Kill { node } => format!("kill -9 node {node}"),
+            Fault::Pause { node } => format!("pause node {node}"),
+            Fault::Partition { shape, groups } => {
+                format!("partition ({}) {groups:?}", shape.name())
+            }
+        }
+    }
+}
+
+/// One fault of the schedule, at an offset from the start of the workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub id: u64,
+    #[serde(serialize_with = "as_ms")]
+    pub at: Duration,
+    #[serde(serialize_with = "as_ms")]
+    pub duration: Duration,
+    pub fault: Fault,
+}
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
+/// The schedule for a run: a fault every 3-8 s lasting 2-6 s, of a kind drawn from `kinds`, on
+/// nodes drawn from 1..=`nodes`, all healed before `time_limit` minus a margin.
+pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<Planned> {
+    let mut kinds = kinds.to_vec();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if kinds.is_empty() || nodes == 0 {
+        return Vec::new();
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    let mut t = Duration::ZERO;
+    let last_end = time_limit.saturating_sub(END_MARGIN);
+    loop {
+        let at = t + Duration::from_millis(rng.random_range(GAP_MS));
+        let duration = Duration::from_millis(rng.random_range(DURATION_MS));
+        if at + duration > last_end {
+            return out;
+        }
+        let fault = match kinds[rng.random_range(0..kinds.len())] {
+            Kind::Kill => Fault::Kill {
+                node: rng.random_range(1..=nodes),
+            },
+            Kind::Pause => Fault::Pause {
+                node: rng.random_range(1..=nodes),
+            },
+            Kind::Partition => partition::draw(&mut rng, nodes),
+        };
+        out.push(Planned {
+            id: out.len() as u64 + 1,
+            at,
+            duration,
+            fault,
+        });
+        t = at + duration;
+    }
+}
+
+/// What the nemesis acts on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub cluster: Arc<Mutex<Cluster>>,
+    pub net: Option<Arc<Netns>>,
+}
+
+impl Target {
+    fn with_cluster<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {
+        let mut guard = match self.cluster.lock() {
+            Ok(g) => g,
+            // A panic elsewhere while holding the lock leaves the processes as they were; keep
+            // driving them so they can be healed and torn down.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+/// How the schedule went, per kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    pub planned: usize,
+    pub started: usize,
+    pub healed: usize,
+    pub errors: Vec<String>,
+}
+
+async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
+    match fault {
+        Fault::Kill { node } => kill::start(target, *node),
+        Fault::Pause { node } => pause::start(target, *node),
+        Fault::Partition { groups, .. } => partition::start(target, groups.clone()).await,
+    }
+}
+
+async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
+    match fault {
+        Fault::Kill { node } => kill::heal(target, *node),
+        Fault::Pause { node } => pause::heal(target, *node),
+        Fault::Partition { .. } => partition::heal(target).await,
+    }
+}
+
+fn record(rec: &Recorder, planned: &Planned, phase: Phase, error: Option<String>) {
+    let mut op = Op::new(
+        OpType::Info,
+        F::Fault,
+        "nemesis",
+        rec.next_op(),
+        rec.now(),
+    );
+    let groups = match &planned.fault {
+        Fault::Partition { groups, .. } => groups.clone(),
+        _ => Vec::new(),
+    };
+    op.fault = Some(FaultEvent {
+        id: planned.id,
+        kind: planned.fault.kind().name().into(),
+        phase,
+        nodes: planned.fault.nodes(),
+        groups,
+        detail: Some(planned.fault.describe()),
+    });
+    op.error = error;
+    rec.record(op);
+}
+
+/// Carries out `schedule` from `origin` (the start of the workload) until it is done or `stop`
+/// turns true; a fault in progress when stopping is healed at once.
+pub async fn drive(
+    schedule: Vec<Planned>,
+    target: Target,
+    rec: Recorder,
+    origin: tokio::time::Instant,
+    mut stop: watch::Receiver<bool>,
+) -> std::collections::BTreeMap<Kind, Tally> {
+    let mut tally: std::collections::BTreeMap<Kind, Tally> = Default::default();
+    for p in &schedule {
+        tally.entry(p.fault.kind()).or_default().planned += 1;
+    }
+    for p in schedule {
+        let kind = p.fault.kind();
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep_until(origin + p.at) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            break;
+        }
+        println!(
+            "nemesis: {:>7.1}s start #{} {}",
+            p.at.as_secs_f64(),
+            p.id,
+            p.fault.describe()
+        );
+        let entry = tally.entry(kind).or_default();
+        match start(&target, &p.fault).await {
+            Ok(()) => {
+                entry.started += 1;
+                record(&rec, &p, Phase::Start, None);
+            }
+            Err(e) => {
+                println!("nemesis: #{} could not start: {e}", p.id);
+                entry.errors.push(format!("#{}: start: {e}", p.id));
+                // A half-applied fault is still healed below.
+                record(&rec, &p, Phase::Start, Some(e));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(origin + p.at + p.duration) => {},
+            _ = stop.wait_for(|s| *s) => {},
+        }
+        let result = heal(&target, &p.fault).await;
+        let entry = tally.entry(kind).or_default();
+        match result {
+            Ok(()) => entry.healed += 1,
+            Err(ref e) => {
+                println!("nemesis: #{} could not heal: {e}", p.id);
+                entry.errors.push(format!("#{}: heal: {e}", p.id));
+            }
+        }
+        println!(
+            "nemesis: {:>7.1}s healed #{}",
+            origin.elapsed().as_secs_f64(),
+            p.id
+        );
+        record(&rec, &p, Phase::End, result.err());
+    }
+    tally
+}
+
+/// Heals everything whatever the schedule did: resumes paused nodes, restarts stopped ones
+/// (killed, or exited on their own), removes partitions. Returns what it had to do.
+pub async fn heal_all(target: &Target) -> Vec<String> {
+    let mut done = Vec::new();
+    if let Some(net) = &target.net {
+        let net = net.clone();
+        match tokio::task::spawn_blocking(move || net.heal()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => done.push(format!("partition heal failed: {e}")),
+            Err(e) => done.push(format!("partition heal failed: {e}")),
+        }
+    }
+    target.with_cluster(|c| {
+        for id in c.paused() {
+            match c.resume(id) {
+                Ok(()) => done.push(format!("resumed node {id}")),
+                Err(e) => done.push(format!("failed to resume node {id}: {e}")),
+            }
+        }
+        for id in c.ids() {
+            if !c.is_running(id) {
+                match c.spawn(id) {
+                    Ok(()) => done.push(format!("restarted node {id}")),
+                    Err(e) => done.push(format!("failed to restart node {id}: {e}")),
+                }
+            }
+        }
+    });
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let kinds = [Kind::Partition, Kind::Kill, Kind::Pause];
+        let a = plan(7, &kinds, 5, Duration::from_secs(60));
+        let b = plan(7, &[Kind::Pause, Kind::Kill, Kind::Partition], 5, Duration::from_secs(60));
+        assert_eq!(a, b, "kind order on the command line does not matter");
+        assert_ne!(a, plan(8, &kinds, 5, Duration::from_secs(60)));
+        assert!(a.len() >= 4, "{a:?}");
+    }
+
+    #[test]
+    fn faults_are_sequential_bounded_and_healed_before_the_end() {
+        let limit = Duration::from_secs(60);
+        for seed in 0..50 {
+            let s = plan(seed, &[Kind::Kill, Kind::Pause, Kind::Partition], 5, limit);
+            let mut t = Duration::ZERO;
+            for p in &s {
+                let gap = p.at - t;
+                assert!(gap >= Duration::from_secs(3) && gap <= Duration::from_secs(8));
+                assert!(p.duration >= Duration::from_secs(2) && p.duration <= Duration::from_secs(6));
+                assert!(p.at + p.duration <= limit - END_MARGIN);
+                for n in p.fault.nodes() {
+                    assert!((1..=5).contains(&n));
+                }
+                t = p.at + p.duration;
+            }
+        }
+    }
+
+    #[test]
+    fn only_enabled_kinds_are_drawn_and_none_means_no_faults() {
+        let s = plan(3, &[Kind::Pause], 3, Duration::from_secs(120));
+        assert!(s.iter().all(|p| p.fault.kind() == Kind::Pause));
+        assert!(plan(3, &[], 3, Duration::from_secs(120)).is_empty());
+        assert!(plan(3, &[Kind::Kill], 3, Duration::from_secs(5)).is_empty());
+    }
+}

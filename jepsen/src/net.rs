@@ -1,0 +1,265 @@
+//! The network of a run as root: one network namespace per node, each joined by a veth pair to a
+//! bridge in the root namespace, so that partitions are real packet drops (iptables inside the
+//! node's namespace) while clients in the root namespace still reach every node.
+//!
+//! Addresses: bridge `10.<x>.0.1/24`, node i at `10.<x>.0.(10+i)`. `x` is claimed by creating the
+//! bridge `sd<x>br` (creation fails when another run holds it), so parallel runs never share a
+//! subnet. Names: namespaces `sd-<x>-<i>`, host-side veths `sd<x>h<i>`, node-side `sd<x>n<i>`.
+//! Everything is removed by [`Netns::teardown`], which [`Drop`] also calls.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("`{command}` failed: {message}")]
+    Command { command: String, message: String },
+    #[error("no free 10.x.0.0/24 subnet for a bridge")]
+    NoSubnet,
+}
+
+#[derive(Debug)]
+pub struct Netns {
+    x: u8,
+    nodes: usize,
+    torn_down: AtomicBool,
+}
+
+/// Runs a command, returning its stderr on failure.
+fn run(program: &str, args: &[&str]) -> Result<(), NetError> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| NetError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            message: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Where an executable is on the `PATH`, if anywhere.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Whether this process runs as root (namespaces and iptables need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Second octets some interface already uses in 10.x.0.0/16.
+fn subnets_in_use() -> Vec<u8> {
+    let Ok(out) = Command::new("ip").args(["-o", "-4", "addr", "show"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("10."))
+        .filter_map(|rest| rest.split('.').next()?.parse().ok())
+        .collect()
+}
+
+impl Netns {
+    /// Builds the bridge and `nodes` namespaces. `hint` spreads parallel runs over subnets (the
+    /// process id is a good one). On failure everything built so far is removed.
+    pub fn create(nodes: usize, hint: u32) -> Result<Netns, NetError> {
+        let used = subnets_in_use();
+        let first = 20 + (hint % 200) as u16;
+        let mut claimed = None;
+        for k in 0..200u16 {
+            let x = (20 + (first - 20 + k) % 200) as u8;
+            if used.contains(&x) {
+                continue;
+            }
+            match run("ip", &["link", "add", &format!("sd{x}br"), "type", "bridge"]) {
+                Ok(()) => {
+                    claimed = Some(x);
+                    break;
+                }
+                Err(NetError::Command { message, .. }) if message.contains("exists") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let x = claimed.ok_or(NetError::NoSubnet)?;
+        let net = Netns {
+            x,
+            nodes,
+            torn_down: AtomicBool::new(false),
+        };
+        // On error `net` is dropped, which tears down whatever exists.
+        net.build()?;
+        Ok(net)
+    }
+
+    fn build(&self) -> Result<(), NetError> {
+        let bridge = self.bridge();
+        run(
+            "ip",
+            &["addr", "add", &format!("{}/24", self.bridge_ip()), "dev", &bridge],
+        )?;
+        run("ip", &["link", "set", &bridge, "up"])?;
+        for i in 1..=self.nodes as u64 {
+            let ns = self.ns(i);
+            // A namespace of that name can only be left over from a dead run that held `x`.
+            let _ = run("ip", &["netns", "del", &ns]);
+            run("ip", &["netns", "add", &ns])?;
+            let (host, inner) = (self.host_veth(i), self.node_veth(i));
+            run(
+                "ip",
+                &["link", "add", &host, "type", "veth", "peer", "name", &inner],
+            )?;
+            run("ip", &["link", "set", &inner, "netns", &ns])?;
+            run("ip", &["link", "set", &host, "master", &bridge])?;
+            run("ip", &["link", "set", &host, "up"])?;
+            let addr = format!("{}/24", self.ip(i));
+            run("ip", &["-n", &ns, "addr", "add", &addr, "dev", &inner])?;
+            run("ip", &["-n", &ns, "link", "set", &inner, "up"])?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    pub fn x(&self) -> u8 {
+        self.x
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("sd{}br", self.x)
+    }
+
+    pub fn bridge_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.x, 0, 1)
+    }
+
+    pub fn ns(&self, id: u64) -> String {
+        format!("sd-{}-{id}", self.x)
+    }
+
+    fn host_veth(&self, id: u64) -> String {
+        format!("sd{}h{id}", self.x)
+    }
+
+    fn node_veth(&self, id: u64) -> String {
+        format!("sd{}n{id}", self.x)
+    }
+
+    pub fn ip(&self, id: u64) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.x, 0, (10 + id) as u8)
+    }
+
+    /// Cuts every node off from the nodes outside its group, in both directions, with DROP rules
+    /// inside each node's namespace. Clients (on the bridge address) keep reaching every node.
+    pub fn partition(&self, groups: &[Vec<u64>]) -> Result<(), NetError> {
+        for (g, group) in groups.iter().enumerate() {
+            let others: Vec<u64> = groups
+                .iter()
+                .enumerate()
+                .filter(|(h, _)| *h != g)
+                .flat_map(|(_, o)| o.iter().copied())
+                .collect();
+            for &node in group {
+                let ns = self.ns(node);
+                for &other in &others {
+                    let ip = self.ip(other).to_string();
+                    let ipt = |chain: &str, dir: &str| {
+                        run(
+                            "ip",
+                            &[
+                                "netns", "exec", &ns, "iptables", "-w", "-A", chain, dir, &ip, "-j",
+                                "DROP",
+                            ],
+                        )
+                    };
+                    ipt("INPUT", "-s")?;
+                    ipt("OUTPUT", "-d")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every partition rule (the namespaces are the run's own, so their chains are
+    /// flushed whole).
+    pub fn heal(&self) -> Result<(), NetError> {
+        let mut first_error = None;
+        for i in 1..=self.nodes as u64 {
+            let ns = self.ns(i);
+            for chain in ["INPUT", "OUTPUT"] {
+                if let Err(e) = run("ip", &["netns", "exec", &ns, "iptables", "-w", "-F", chain])
+                {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes the namespaces (which removes their veth pairs) and the bridge. Idempotent; the
+    /// nodes must have been killed first.
+    pub fn teardown(&self) {
+        if self.torn_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for i in 1..=self.nodes as u64 {
+            let _ = run("ip", &["netns", "del", &self.ns(i)]);
+            let _ = run("ip", &["link", "del", &self.host_veth(i)]);
+        }
+        let _ = run("ip", &["link", "del", &self.bridge()]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_interface_limits_and_addresses_follow_the_plan() {
+        let net = Netns {
+            x: 231,
+            nodes: 9,
+            torn_down: AtomicBool::new(true),
+        };
+        assert_eq!(net.bridge(), "sd231br");
+        assert!(net.host_veth(9).len() <= 15);
+        assert_eq!(net.ns(3), "sd-231-3");
+        assert_eq!(net.ip(3), Ipv4Addr::new(10, 231, 0, 13));
+        assert_eq!(net.bridge_ip(), Ipv4Addr::new(10, 231, 0, 1));
+    }
+
+    #[test]
+    fn root_detection_reads_proc() {
+        // Whatever the answer, it must not panic and must agree with `id -u` when present.
+        let root = is_root();
+        if let Ok(out) = Command::new("id").arg("-u").output() {
+            let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(root, uid == "0");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Bugs planted in a recorded history, as a server with that bug would have produced it, to show
+//! that the checker catches each: `streamd-jepsen check DIR/history.jsonl --plant lose-ack`.
+//! A checker that never fails proves nothing.
+
+use clap::ValueEnum;
+
+use crate::history::{F, Op, OpType, Outcome, Rec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Plant {
+    /// An acknowledged record disappears from every read and drain (acknowledged before commit,
+    /// then lost): property 1.
+    LoseAck,
+    /// An acknowledged record is stored twice: property 5.
+    Duplicate,
+    /// Two acknowledged records of one shard swap sequence numbers although the first was acked
+    /// before the second was sent: property 7.
+    Reorder,
+    /// A record nobody sent shows up in the drains: property 2.
+    Phantom,
+    /// A record the writer was told was throttled is in the drains: property 3.
+    AbortedRead,
+}
+
+/// The first acknowledged record: (op line, result position, value, shard, seq).
+fn first_ack(ops: &[Op]) -> Option<(usize, usize, String, String, String)> {
+    ops.iter().enumerate().find_map(|(i, op)| {
+        (op.f == F::Append).then_some(())?;
+        op.results.iter().enumerate().find_map(|(k, r)| {
+            (r.outcome == Outcome::Ok).then_some(())?;
+            Some((i, k, r.value.clone(), r.shard.clone()?, r.seq.clone()?))
+        })
+    })
+}
+
+fn views_of<'a>(ops: &'a mut [Op], shard: &'a str) -> impl Iterator<Item = &'a mut Op> + 'a {
+    ops.iter_mut().filter(move |op| {
+        matches!(op.f, F::Drain | F::Read)
+            && op.ty == OpType::Ok
+            && op.shard.as_deref() == Some(shard)
+    })
+}
+
+/// Plants `bug` in `ops`; returns what was done, or why it could not be.
+pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
+    let (line, pos, value, shard, seq) =
+        first_ack(ops).ok_or("the history has no acknowledged record")?;
+    match bug {
+        Plant::LoseAck => {
+            for op in views_of(ops, &shard) {
+                op.records.retain(|r| r.0 != seq);
+            }
+            Ok(format!("removed {value} ({shard}/{seq}) from every read and drain"))
+        }
+        Plant::Duplicate | Plant::Phantom => {
+            let copy = if bug == Plant::Duplicate {
+                value.clone()
+            } else {
+                "phantom-000000".to_string()
+            };
+            let mut planted = 0;
+            for op in views_of(ops, &shard).filter(|op| op.f == F::Drain) {
+                let top = op
+                    .records
+                    .iter()
+                    .filter_map(|r| r.0.parse::<u128>().ok())
+                    .max()
+                    .unwrap_or(0);
+                op.records.push(Rec((top + 1).to_string(), copy.clone()));
+                planted += 1;
+            }
+            if planted == 0 {
+                return Err(format!("no drain of {shard} to plant into"));
+            }
+            Ok(format!("appended {copy} to the end of {planted} drain(s) of {shard}"))
+        }
+        Plant::AbortedRead => {
+            let r = &mut ops[line].results[pos];
+            r.outcome = Outcome::Fail;
+            r.error = Some("ProvisionedThroughputExceededException".into());
+            r.seq = None;
+            r.shard = None;
+            Ok(format!("told the writer of {value} it was throttled, though it is stored at {shard}/{seq}"))
+        }
+        Plant::Reorder => plant_reorder(ops, &shard),
+    }
+}
+
+/// Swaps the positions of two records of `shard` where the first was acknowledged before the
+/// second was invoked, in the acknowledgements and in every view alike.
+fn plant_reorder(ops: &mut [Op], shard: &str) -> Result<String, String> {
+    let mut acks: Vec<(u64, u64, usize, usize, String, String)> = Vec::new();
+    let invoked: std::collections::HashMap<u64, u64> = ops
+        .iter()
+        .filter(|o| o.f == F::Append && o.ty == OpType::Invoke)
+        .map(|o| (o.op, o.time))
+        .collect();
+    for (i, op) in ops.iter().enumerate() {
+        if op.f != F::Append || op.ty == OpType::Invoke {
+            continue;
+        }
+        for (k, r) in op.results.iter().enumerate() {
+            if let (Outcome::Ok, Some(s), Some(q)) = (r.outcome, &r.shard, &r.seq)
+                && s == shard
+            {
+                let start = invoked.get(&op.op).copied().unwrap_or(op.time);
+                acks.push((start, op.time, i, k, r.value.clone(), q.clone()));
+            }
+        }
+    }
+    let (a, b) = acks
+        .iter()
+        .flat_map(|a| acks.iter().map(move |b| (a, b)))
+        .find(|(a, b)| a.1 < b.0)
+        .ok_or("no two sequential acknowledgements on one shard")?;
+    let (a, b) = (a.clone(), b.clone());
+    ops[a.2].results[a.3].seq = Some(b.5.clone());
+    ops[b.2].results[b.3].seq = Some(a.5.clone());
+    for op in views_of(ops, shard) {
+        for r in &mut op.records {
+            if r.0 == a.5 {
+                r.1 = b.4.clone();
+            } else if r.0 == b.5 {
+                r.1 = a.4.clone();
+            }
+        }
+    }
+    Ok(format!(
+        "{} (acknowledged first) and {} (sent later) swapped positions {} and {} in {shard}",
+        a.4, b.4, a.5, b.5
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::fixture::H;
+    use crate::checkers::{CheckConfig, Facts, Verdict, run_all};
+
+    fn history() -> Vec<Op> {
+        let mut h = H::default();
+        h.append_ok("w0", 0, 5, &[("a", "s0", 1)]);
+        h.append_ok("w1", 10, 15, &[("b", "s0", 2)]);
+        h.chain("r0", "c0", "s0", 0, "TRIM_HORIZON", None);
+        h.read("r0", "c0", "s0", 20, &[(1, "a"), (2, "b")]);
+        h.drain(1, "s0", 30, &[(1, "a"), (2, "b")]);
+        h.drain(2, "s0", 30, &[(1, "a"), (2, "b")]);
+        h.ops
+    }
+
+    fn invalid(ops: &[Op]) -> Vec<u8> {
+        run_all(&Facts::from_history(ops), &CheckConfig::default())
+            .into_iter()
+            .filter(|p| p.verdict == Verdict::Invalid)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    #[test]
+    fn the_clean_history_is_valid() {
+        assert!(invalid(&history()).is_empty());
+    }
+
+    #[test]
+    fn each_planted_bug_is_caught_by_its_property() {
+        for (bug, property) in [
+            (Plant::LoseAck, 1),
+            (Plant::Phantom, 2),
+            (Plant::AbortedRead, 3),
+            (Plant::Duplicate, 5),
+            (Plant::Reorder, 7),
+        ] {
+            let mut ops = history();
+            plant(&mut ops, bug).unwrap();
+            let bad = invalid(&ops);
+            assert!(bad.contains(&property), "{bug:?}: invalid {bad:?}");
+        }
+    }
+}
