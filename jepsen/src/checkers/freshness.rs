@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::{Anomalies, CheckConfig, Facts, PropertyResult, Verdict, ViewKind, ms, quantile};
+use super::{Anomalies, CheckConfig, Facts, PropertyResult, ViewKind, ms, quantile};
 use crate::history::Outcome;
 
 pub(crate) const ID: u8 = 9;
@@ -87,6 +87,7 @@ pub(crate) fn check(facts: &Facts, config: &CheckConfig) -> PropertyResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkers::Verdict;
     use crate::checkers::fixture::H;
 
     #[test]

@@ -77,23 +77,21 @@ pub async fn run(
         }
     }
     let mut previous: Option<Vec<usize>> = None;
-    let mut last = Round::new();
-    loop {
+    let last = loop {
         let round = read_round(config, &clients, shards, rec).await;
         report.rounds += 1;
         let now = counts(&round);
         let stable = now.is_some() && now == previous;
         previous = now;
-        last = round;
         if stable {
             report.stable = true;
-            break;
+            break round;
         }
         if Instant::now() + BETWEEN_ROUNDS >= end {
-            break;
+            break round;
         }
         tokio::time::sleep(BETWEEN_ROUNDS).await;
-    }
+    };
     for ((node, shard), (started, finished, result)) in last {
         let replica = shards
             .iter()

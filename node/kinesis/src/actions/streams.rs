@@ -225,33 +225,36 @@ pub(super) fn describe_stream(api: &KinesisApi, input: &Input) -> Result<Doc, Ki
         exclusive_start_shard_id: input.opt_str("ExclusiveStartShardId")?,
     })?;
     let d = resp.stream_description.unwrap_or_default();
-    Ok(Doc::map([(
-        "StreamDescription",
-        Doc::map([
-            ("StreamName", Doc::Str(d.stream_name.clone())),
-            ("StreamARN", Doc::Str(d.stream_arn.clone())),
-            ("StreamStatus", Doc::Str(status(d.stream_status).into())),
-            ("StreamModeDetails", mode(d.stream_mode)),
-            (
-                "Shards",
-                Doc::List(d.shards.iter().map(shard_doc).collect()),
-            ),
-            ("HasMoreShards", Doc::Bool(d.has_more_shards)),
-            (
-                "RetentionPeriodHours",
-                Doc::Int(i64::from(d.retention_period_hours)),
-            ),
-            (
-                "StreamCreationTimestamp",
-                Doc::Timestamp(d.stream_creation_timestamp_ms),
-            ),
-            (
-                "EnhancedMonitoring",
-                enhanced_monitoring(api, &d.stream_name),
-            ),
-            ("EncryptionType", Doc::Str("NONE".into())),
-        ]),
-    )]))
+    let description = common_members(api, &d)
+        .with(
+            "Shards",
+            Doc::List(d.shards.iter().map(shard_doc).collect()),
+        )
+        .with("HasMoreShards", Doc::Bool(d.has_more_shards));
+    Ok(Doc::map([("StreamDescription", description)]))
+}
+
+/// The members StreamDescription and StreamDescriptionSummary share.
+fn common_members(api: &KinesisApi, d: &v1::StreamDescription) -> Doc {
+    Doc::map([
+        ("StreamName", Doc::Str(d.stream_name.clone())),
+        ("StreamARN", Doc::Str(d.stream_arn.clone())),
+        ("StreamStatus", Doc::Str(status(d.stream_status).into())),
+        ("StreamModeDetails", mode(d.stream_mode)),
+        (
+            "RetentionPeriodHours",
+            Doc::Int(i64::from(d.retention_period_hours)),
+        ),
+        (
+            "StreamCreationTimestamp",
+            Doc::Timestamp(d.stream_creation_timestamp_ms),
+        ),
+        (
+            "EnhancedMonitoring",
+            enhanced_monitoring(api, &d.stream_name),
+        ),
+        ("EncryptionType", Doc::Str("NONE".into())),
+    ])
 }
 
 pub(super) fn describe_stream_summary(
@@ -263,35 +266,15 @@ pub(super) fn describe_stream_summary(
         .gw
         .describe_stream_summary(v1::DescribeStreamSummaryRequest { stream_name: name })?;
     let d = resp.stream_description_summary.unwrap_or_default();
-    Ok(Doc::map([(
-        "StreamDescriptionSummary",
-        Doc::map([
-            ("StreamName", Doc::Str(d.stream_name.clone())),
-            ("StreamARN", Doc::Str(d.stream_arn.clone())),
-            ("StreamStatus", Doc::Str(status(d.stream_status).into())),
-            ("StreamModeDetails", mode(d.stream_mode)),
-            (
-                "RetentionPeriodHours",
-                Doc::Int(i64::from(d.retention_period_hours)),
-            ),
-            (
-                "StreamCreationTimestamp",
-                Doc::Timestamp(d.stream_creation_timestamp_ms),
-            ),
-            (
-                "EnhancedMonitoring",
-                enhanced_monitoring(api, &d.stream_name),
-            ),
-            ("EncryptionType", Doc::Str("NONE".into())),
-            ("OpenShardCount", Doc::Int(i64::from(d.open_shard_count))),
-            ("ConsumerCount", Doc::Int(i64::from(d.consumer_count))),
-            (
-                "MaxRecordSizeInKiB",
-                max_record_size_kib(api, &d.stream_name),
-            ),
-        ])
-        .with_opt("WarmThroughput", warm_throughput(api, &d.stream_name)),
-    )]))
+    let summary = common_members(api, &d)
+        .with("OpenShardCount", Doc::Int(i64::from(d.open_shard_count)))
+        .with("ConsumerCount", Doc::Int(i64::from(d.consumer_count)))
+        .with(
+            "MaxRecordSizeInKiB",
+            max_record_size_kib(api, &d.stream_name),
+        )
+        .with_opt("WarmThroughput", warm_throughput(api, &d.stream_name));
+    Ok(Doc::map([("StreamDescriptionSummary", summary)]))
 }
 
 pub(super) fn list_streams(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {

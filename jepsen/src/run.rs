@@ -1,0 +1,710 @@
+//! One campaign from start to verdict:
+//!
+//! 1. topology: network namespaces on a bridge as root, else loopback ports (process nemeses
+//!    only), said in stdout and results.json;
+//! 2. start the nodes, wait for `/readyz`, create the stream, wait for its shard leaders;
+//! 3. workload (writers, readers) and nemesis for `--time-limit` seconds;
+//! 4. stop the writers, heal everything, wait until every node is ready again, let the readers
+//!    catch up, drain every shard through every node;
+//! 5. tear the cluster and the network down (also on any failure or interrupt);
+//! 6. read `history.jsonl` back and judge it ([`judge`], also what `check` runs).
+//!
+//! A failure of the harness itself (no binary, nodes never ready, ...) ends the run with exit code
+//! 2 and `harness_error` in results.json; anomalies end it with exit code 1.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use streamd_client::{ErrorCode, StreamdClient};
+use streamd_testkit::cluster::NodeSpec;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::checkers::{self, CheckConfig, Facts};
+use crate::cli::{CheckArgs, TestArgs};
+use crate::cluster::{self, Cluster};
+use crate::history::{
+    self, Clock, F, FaultEvent, HistoryFile, Op, OpType, Phase, Recorder, Setup, ShardInfo,
+};
+use crate::nemesis::{self, Kind, Target};
+use crate::net::{self, Netns};
+use crate::report::{self, Results};
+use crate::workload::{self, drain, reader, writer};
+
+const STREAM: &str = "jepsen";
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
+const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+const PLOT_FILE: &str = "latency-throughput.png";
+
+/// Kills the nodes and removes the network when dropped, whatever path the run takes.
+struct Teardown {
+    cluster: Arc<Mutex<Cluster>>,
+    net: Option<Arc<Netns>>,
+}
+
+impl Teardown {
+    fn run(&self) {
+        match self.cluster.lock() {
+            Ok(mut c) => c.kill_all(),
+            Err(poisoned) => poisoned.into_inner().kill_all(),
+        }
+        if let Some(net) = &self.net {
+            net.teardown();
+        }
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// What the run learnt about itself, reported whatever happens.
+#[derive(Debug, Default)]
+struct RunLog {
+    info: BTreeMap<&'static str, Value>,
+    notes: Vec<String>,
+    phases: BTreeMap<&'static str, f64>,
+}
+
+impl RunLog {
+    fn note(&mut self, note: impl Into<String>) {
+        let note = note.into();
+        println!("jepsen: {note}");
+        self.notes.push(note);
+    }
+}
+
+enum Topology {
+    Netns(Arc<Netns>),
+    Loopback(String),
+}
+
+fn choose_topology(args: &TestArgs) -> Topology {
+    let reason = if args.no_netns {
+        "--no-netns given".to_string()
+    } else if !net::is_root() {
+        "not running as root".to_string()
+    } else if net::find_program("ip").is_none() {
+        "the `ip` command is not installed".to_string()
+    } else {
+        match Netns::create(args.nodes as usize, std::process::id()) {
+            Ok(n) => return Topology::Netns(Arc::new(n)),
+            Err(e) => format!("network namespaces could not be set up: {e}"),
+        }
+    };
+    Topology::Loopback(reason)
+}
+
+fn node_specs(out: &Path, nodes: u64, net: Option<&Netns>) -> std::io::Result<Vec<NodeSpec>> {
+    let ports = match net {
+        Some(_) => Vec::new(),
+        None => streamd_testkit::ports::free_ports(3 * nodes as usize)?,
+    };
+    Ok((1..=nodes)
+        .map(|id| {
+            let k = (id - 1) as usize;
+            let (grpc, kinesis, admin) = match net {
+                Some(n) => {
+                    let ip = IpAddr::V4(n.ip(id));
+                    (
+                        SocketAddr::new(ip, 50051),
+                        SocketAddr::new(ip, 4567),
+                        SocketAddr::new(ip, 9090),
+                    )
+                }
+                None => {
+                    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                    (
+                        SocketAddr::new(ip, ports[3 * k]),
+                        SocketAddr::new(ip, ports[3 * k + 1]),
+                        SocketAddr::new(ip, ports[3 * k + 2]),
+                    )
+                }
+            };
+            NodeSpec {
+                id,
+                grpc_addr: grpc,
+                kinesis_addr: kinesis,
+                admin_addr: admin,
+                data_dir: out.join(format!("node-{id}")),
+                log_path: out.join(format!("node-{id}.log")),
+            }
+        })
+        .collect())
+}
+
+/// Removes what an earlier run left in `out`, so the nodes start from empty data.
+fn clear_out_dir(out: &Path, nodes: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    for entry in std::fs::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let stale = name.starts_with("node-")
+            || matches!(name.as_str(), "history.jsonl" | "results.json" | PLOT_FILE);
+        if !stale {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let _ = nodes;
+    Ok(())
+}
+
+fn with_cluster<T>(cluster: &Mutex<Cluster>, f: impl FnOnce(&mut Cluster) -> T) -> T {
+    match cluster.lock() {
+        Ok(mut g) => f(&mut g),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
+}
+
+fn admins(specs: &[NodeSpec]) -> Vec<(u64, SocketAddr)> {
+    specs.iter().map(|s| (s.id, s.admin_addr)).collect()
+}
+
+fn tail_logs(cluster: &Mutex<Cluster>, ids: &[u64]) {
+    for &id in ids {
+        let path = with_cluster(cluster, |c| c.log_path(id).map(Path::to_path_buf));
+        if let Some(path) = path {
+            match streamd_testkit::logs::tail(&path, 20) {
+                Ok(text) => eprintln!("----- node {id} ({}) -----\n{text}", path.display()),
+                Err(e) => eprintln!("cannot read {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// Creates the stream (retrying while the cluster settles) and returns its shards once each has
+/// a leader, or the deadline passes.
+async fn create_stream(
+    client: &StreamdClient,
+    shards: u32,
+    log: &mut RunLog,
+) -> Result<Vec<ShardInfo>, String> {
+    let end = Instant::now() + STREAM_TIMEOUT;
+    loop {
+        match client.create_stream(STREAM, shards).await {
+            Ok(()) => break,
+            Err(e) if e.code() == ErrorCode::ResourceInUse => break,
+            Err(e) if e.retryable() && Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(format!("CreateStream failed: {e}")),
+        }
+    }
+    client
+        .wait_stream_active(STREAM, STREAM_TIMEOUT)
+        .await
+        .map_err(|e| format!("stream never became ACTIVE: {e}"))?;
+    loop {
+        let desc = client
+            .describe_stream(STREAM)
+            .await
+            .map_err(|e| format!("DescribeStream failed: {e}"))?;
+        let led = desc.shards.iter().all(|s| s.leader.is_some());
+        if led || Instant::now() >= end {
+            if !led {
+                log.note("not every shard reported a leader before the workload started");
+            }
+            return Ok(desc
+                .shards
+                .iter()
+                .map(|s| ShardInfo {
+                    id: s.shard_id.clone(),
+                    replicas: s.replicas.clone(),
+                })
+                .collect());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Records nodes that exit on their own as `crash` faults, until `stop`.
+async fn watch_crashes(
+    cluster: Arc<Mutex<Cluster>>,
+    rec: Recorder,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<(u64, u64, String)> {
+    let mut crashes = Vec::new();
+    loop {
+        let exits = with_cluster(&cluster, |c| c.reap_exits());
+        for exit in exits {
+            let id = 100_000 + crashes.len() as u64;
+            println!("jepsen: node {} exited on its own: {}", exit.node, exit.status);
+            let mut op = Op::new(OpType::Info, F::Fault, "nemesis", rec.next_op(), rec.now());
+            op.fault = Some(FaultEvent {
+                id,
+                kind: "crash".into(),
+                phase: Phase::Start,
+                nodes: vec![exit.node],
+                groups: Vec::new(),
+                detail: Some(format!("exited on its own: {}", exit.status)),
+            });
+            rec.record(op);
+            crashes.push((id, exit.node, exit.status));
+        }
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopped {
+            return crashes;
+        }
+    }
+}
+
+/// Which requested nemeses can run here, and why the others cannot.
+fn available_kinds(
+    args: &TestArgs,
+    net: Option<&Netns>,
+) -> (Vec<Kind>, BTreeMap<&'static str, String>) {
+    let mut kinds = Vec::new();
+    let mut skipped = BTreeMap::new();
+    for kind in args.nemesis.iter().filter_map(|n| n.kind()) {
+        let reason = match kind {
+            Kind::Partition if net.is_none() => {
+                Some("no network namespaces (loopback fallback): partitions need them".to_string())
+            }
+            Kind::Partition if net::find_program("iptables").is_none() => Some(
+                "`iptables` is not installed (Debian package `iptables`)".to_string(),
+            ),
+            Kind::Partition if args.nodes < 3 => {
+                Some("a partition that keeps a majority needs at least 3 nodes".to_string())
+            }
+            _ => None,
+        };
+        match reason {
+            Some(r) => {
+                skipped.insert(kind.name(), r);
+            }
+            None => kinds.push(kind),
+        }
+    }
+    kinds.sort_unstable();
+    kinds.dedup();
+    (kinds, skipped)
+}
+
+/// Everything up to a complete history file. `Err` is a harness failure.
+async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Result<(), String> {
+    let t0 = Instant::now();
+    let binary = args
+        .streamd
+        .clone()
+        .unwrap_or_else(streamd_testkit::default_binary);
+    log.info.insert("streamd", json!(binary.display().to_string()));
+    if !binary.is_file() {
+        return Err(format!(
+            "streamd binary {} not found (build it with `cargo build --release -p streamd`, or pass --streamd)",
+            binary.display()
+        ));
+    }
+    clear_out_dir(out, args.nodes).map_err(|e| format!("cannot prepare {}: {e}", out.display()))?;
+
+    let topology = choose_topology(args);
+    let net = match &topology {
+        Topology::Netns(n) => {
+            log.info.insert(
+                "topology",
+                json!({"mode": "netns", "bridge": n.bridge(), "subnet": format!("10.{}.0.0/24", n.x()),
+                       "namespaces": (1..=args.nodes).map(|i| n.ns(i)).collect::<Vec<_>>()}),
+            );
+            println!(
+                "jepsen: topology: a network namespace per node on bridge {} (10.{}.0.0/24)",
+                n.bridge(),
+                n.x()
+            );
+            Some(n.clone())
+        }
+        Topology::Loopback(reason) => {
+            log.info
+                .insert("topology", json!({"mode": "loopback", "reason": reason}));
+            log.note(format!(
+                "topology: loopback ports, process nemeses only ({reason})"
+            ));
+            None
+        }
+    };
+    let specs = node_specs(out, args.nodes, net.as_deref())
+        .map_err(|e| format!("cannot find free ports: {e}"))?;
+    let netns: Vec<Option<String>> = (1..=args.nodes)
+        .map(|i| net.as_ref().map(|n| n.ns(i)))
+        .collect();
+    let cluster = Arc::new(Mutex::new(Cluster::new(binary, specs.clone(), netns)));
+    let teardown = Teardown {
+        cluster: cluster.clone(),
+        net: net.clone(),
+    };
+
+    let (kinds, skipped) = available_kinds(args, net.as_deref());
+    for (kind, reason) in &skipped {
+        log.note(format!("nemesis {kind} not run: {reason}"));
+    }
+    let time_limit = Duration::from_secs(args.time_limit);
+    let schedule = nemesis::plan(seed, &kinds, args.nodes, time_limit);
+    log.info.insert("schedule", json!(schedule));
+    for p in &schedule {
+        println!(
+            "jepsen: planned #{} at {:.1}s for {:.1}s: {}",
+            p.id,
+            p.at.as_secs_f64(),
+            p.duration.as_secs_f64(),
+            p.fault.describe()
+        );
+    }
+
+    with_cluster(&cluster, |c| c.spawn_all()).map_err(|e| format!("cannot start streamd: {e}"))?;
+    let all = admins(&specs);
+    if let Err(pending) = cluster::wait_ready(&all, READY_TIMEOUT).await {
+        tail_logs(&cluster, &pending);
+        return Err(format!(
+            "nodes {pending:?} not ready (GET /readyz) within {READY_TIMEOUT:?}; logs in {}",
+            out.display()
+        ));
+    }
+    let endpoints: Vec<String> = specs.iter().map(|s| s.grpc_addr.to_string()).collect();
+    let config = workload::Config {
+        stream: STREAM.into(),
+        endpoints: endpoints.clone(),
+        seed,
+        rate: args.rate,
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
+    let admin_client = config.client(0).map_err(|e| e.to_string())?;
+    let shards = create_stream(&admin_client, args.shards, log).await?;
+    log.info.insert("shards", json!(shards));
+
+    let (file, rec) = HistoryFile::create(&out.join("history.jsonl"), Clock::start())
+        .map_err(|e| e.to_string())?;
+    let mut setup = Op::new(OpType::Info, F::Setup, "setup", rec.next_op(), rec.now());
+    setup.setup = Some(Setup {
+        stream: STREAM.into(),
+        seed,
+        nodes: (1..=args.nodes).collect(),
+        shards: shards.clone(),
+        topology: if net.is_some() { "netns" } else { "loopback" }.into(),
+    });
+    rec.record(setup);
+    log.phases.insert("setup_s", t0.elapsed().as_secs_f64());
+    println!(
+        "jepsen: cluster ready, stream {STREAM} with {} shards; workload for {}s",
+        shards.len(),
+        args.time_limit
+    );
+
+    // Workload and nemesis.
+    let t_work = Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (mode_tx, mode_rx) = watch::channel(reader::Mode::Tail);
+    let (crash_stop_tx, crash_stop_rx) = watch::channel(false);
+    let mut writers = JoinSet::new();
+    for id in 0..args.clients {
+        let client = config.client(id).map_err(|e| e.to_string())?;
+        writers.spawn(writer::run(
+            id,
+            config.clone(),
+            client,
+            rec.clone(),
+            args.clients,
+            stop_rx.clone(),
+        ));
+    }
+    let mut readers = JoinSet::new();
+    for r in 0..args.readers {
+        for (k, shard) in shards.iter().enumerate() {
+            let client = config.client(r * 3 + k + 1).map_err(|e| e.to_string())?;
+            readers.spawn(reader::run(
+                r,
+                STREAM.into(),
+                shard.id.clone(),
+                client,
+                rec.clone(),
+                mode_rx.clone(),
+            ));
+        }
+    }
+    let target = Target {
+        cluster: cluster.clone(),
+        net: net.clone(),
+    };
+    let nemesis_task = tokio::spawn(nemesis::drive(
+        schedule,
+        target.clone(),
+        rec.clone(),
+        t_work,
+        stop_rx.clone(),
+    ));
+    let crash_task = tokio::spawn(watch_crashes(cluster.clone(), rec.clone(), crash_stop_rx));
+
+    tokio::time::sleep(time_limit).await;
+    let _ = stop_tx.send(true);
+    let mut calls = 0u64;
+    while let Some(done) = writers.join_next().await {
+        match done {
+            Ok(stats) => calls += stats.calls,
+            Err(e) => log.note(format!("a writer task failed: {e}")),
+        }
+    }
+    let tally = nemesis_task.await.unwrap_or_default();
+    log.phases
+        .insert("workload_s", t_work.elapsed().as_secs_f64());
+    println!("jepsen: workload done: {calls} append calls");
+
+    // Heal, recover, catch up, drain.
+    let t_heal = Instant::now();
+    for action in nemesis::heal_all(&target).await {
+        log.note(format!("final heal: {action}"));
+    }
+    let mut nemeses = BTreeMap::new();
+    for arg in args.nemesis.iter().filter_map(|n| n.kind()) {
+        let entry = match skipped.get(arg.name()) {
+            Some(reason) => json!({"run": false, "reason": reason}),
+            None => {
+                let t = tally.get(&arg).cloned().unwrap_or_default();
+                json!({"run": t.started > 0, "planned": t.planned, "started": t.started,
+                       "healed": t.healed, "errors": t.errors})
+            }
+        };
+        nemeses.insert(arg.name(), entry);
+    }
+    log.info.insert("nemeses", json!(nemeses));
+    let recovered = cluster::wait_ready(&all, RECOVERY_TIMEOUT).await;
+    let ready_nodes: Vec<(u64, String)> = match &recovered {
+        Ok(()) => specs
+            .iter()
+            .map(|s| (s.id, s.grpc_addr.to_string()))
+            .collect(),
+        Err(pending) => {
+            tail_logs(&cluster, pending);
+            log.note(format!(
+                "nodes {pending:?} were not ready {RECOVERY_TIMEOUT:?} after healing; they are not drained"
+            ));
+            specs
+                .iter()
+                .filter(|s| !pending.contains(&s.id))
+                .map(|s| (s.id, s.grpc_addr.to_string()))
+                .collect()
+        }
+    };
+    log.info
+        .insert("recovered", json!(recovered.as_ref().err().is_none()));
+    log.phases.insert("heal_s", t_heal.elapsed().as_secs_f64());
+
+    let t_drain = Instant::now();
+    let _ = mode_tx.send(reader::Mode::CatchUp);
+    let joined = tokio::time::timeout(CATCH_UP_TIMEOUT, async {
+        let mut read = 0u64;
+        while let Some(done) = readers.join_next().await {
+            if let Ok(stats) = done {
+                read += stats.records;
+            }
+        }
+        read
+    })
+    .await;
+    if joined.is_err() {
+        log.note("readers had not caught up after healing; stopped them");
+        let _ = mode_tx.send(reader::Mode::Stop);
+        while readers.join_next().await.is_some() {}
+    }
+    let drained = drain::run(&config, &ready_nodes, &shards, &rec, DRAIN_TIMEOUT).await;
+    if !drained.stable {
+        log.note(format!(
+            "the drains were still changing after {DRAIN_TIMEOUT:?}; the last round is checked"
+        ));
+    }
+    for e in &drained.errors {
+        log.note(format!("drain error: {e}"));
+    }
+    log.info.insert(
+        "drain",
+        json!({"rounds": drained.rounds, "stable": drained.stable, "records_per_node": drained.records}),
+    );
+    log.phases.insert("drain_s", t_drain.elapsed().as_secs_f64());
+    println!(
+        "jepsen: drained {} shard(s) through {} node(s) in {} round(s)",
+        shards.len(),
+        ready_nodes.len(),
+        drained.rounds
+    );
+
+    let _ = crash_stop_tx.send(true);
+    let crashes = crash_task.await.unwrap_or_default();
+    if !crashes.is_empty() {
+        log.info.insert(
+            "unexpected_exits",
+            json!(crashes
+                .iter()
+                .map(|(_, node, status)| json!({"node": node, "status": status}))
+                .collect::<Vec<_>>()),
+        );
+    }
+    drop(admin_client);
+    drop(rec);
+    file.finish().map_err(|e| e.to_string())?;
+    teardown.run();
+    drop(teardown);
+    if let Err(pending) = recovered {
+        return Err(format!(
+            "the cluster did not recover: nodes {pending:?} never became ready after healing"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `test`; returns the exit code.
+pub async fn test(args: TestArgs) -> i32 {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!(
+        "jepsen: seed {seed} (replay with --seed {seed}); nodes {} shards {} clients {} time limit {}s nemesis {:?}",
+        args.nodes, args.shards, args.clients, args.time_limit, args.nemesis
+    );
+    let started = Instant::now();
+    let out = args.out.clone();
+    let mut log = RunLog::default();
+    log.info.insert(
+        "args",
+        json!({"nodes": args.nodes, "time_limit_s": args.time_limit, "shards": args.shards,
+               "clients": args.clients, "readers": args.readers, "rate": args.rate,
+               "nemesis": args.nemesis.iter().map(|n| format!("{n:?}").to_lowercase()).collect::<Vec<_>>(),
+               "out": out.display().to_string()}),
+    );
+    log.info.insert("seed", json!(seed));
+    let harness_error = execute(&args, seed, &out, &mut log).await.err();
+    if let Some(e) = &harness_error {
+        eprintln!("jepsen: harness failure: {e}");
+    }
+    log.phases
+        .insert("total_s", started.elapsed().as_secs_f64());
+    let config = CheckConfig {
+        availability_bound_ms: args.availability_bound * 1000,
+        ..CheckConfig::default()
+    };
+    judge(
+        &out.join("history.jsonl"),
+        &out,
+        log,
+        harness_error,
+        None,
+        &config,
+    )
+}
+
+/// Runs `check`; returns the exit code.
+pub fn check(args: CheckArgs) -> i32 {
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.history
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("jepsen: cannot create {}: {e}", out.display());
+        return 2;
+    }
+    let config = CheckConfig {
+        availability_bound_ms: args.availability_bound * 1000,
+        ..CheckConfig::default()
+    };
+    let mut log = RunLog::default();
+    log.info
+        .insert("history", json!(args.history.display().to_string()));
+    judge(&args.history, &out, log, None, args.plant, &config)
+}
+
+/// Reads the history back, runs every checker, writes results.json and the plot, prints the
+/// summary and the last line. Returns the exit code: 0 valid, 1 anomalies, 2 harness failure.
+fn judge(
+    history_path: &Path,
+    out: &Path,
+    mut log: RunLog,
+    mut harness_error: Option<String>,
+    plant: Option<crate::plant::Plant>,
+    config: &CheckConfig,
+) -> i32 {
+    let mut ops = match history::load(history_path) {
+        Ok(ops) => ops,
+        Err(e) => {
+            harness_error.get_or_insert(e.to_string());
+            Vec::new()
+        }
+    };
+    if let Some(bug) = plant {
+        match crate::plant::plant(&mut ops, bug) {
+            Ok(what) => log.note(format!("planted {bug:?}: {what}")),
+            Err(why) => {
+                eprintln!("jepsen: cannot plant {bug:?}: {why}");
+                return 2;
+            }
+        }
+    }
+    let facts = Facts::from_history(&ops);
+    let properties = checkers::run_all(&facts, config);
+    let plot = out.join(PLOT_FILE);
+    match crate::plot::render(&facts, &plot) {
+        Ok(()) => {
+            log.info.insert("plot", json!(PLOT_FILE));
+        }
+        Err(e) => log.note(format!("no plot: {e}")),
+    }
+    let summary = report::summary(&facts, &properties);
+    let valid = report::is_valid(&properties, harness_error.as_deref());
+    let mut run = serde_json::Map::new();
+    for (k, v) in log.info {
+        run.insert(k.to_string(), v);
+    }
+    run.insert("phases".into(), json!(log.phases));
+    let results = Results {
+        valid,
+        harness_error: harness_error.clone(),
+        summary: summary.clone(),
+        counts: report::counts(&facts),
+        run: Value::Object(run),
+        properties,
+        notes: log.notes,
+    };
+    let results_path = out.join("results.json");
+    if let Err(e) = report::write(&results_path, &results) {
+        eprintln!("jepsen: cannot write {}: {e}", results_path.display());
+        harness_error.get_or_insert(e.to_string());
+    }
+    let c = &results.counts;
+    println!(
+        "jepsen: appends ok={} fail={} info={}; records ok={} fail={} info={}; read {} drained {}; faults {:?}",
+        c.appends.ok,
+        c.appends.fail,
+        c.appends.info,
+        c.records.ok,
+        c.records.fail,
+        c.records.info,
+        c.records_read,
+        c.records_drained,
+        c.faults
+    );
+    for line in report::property_lines(&results.properties) {
+        println!("{line}");
+    }
+    println!("jepsen: results in {}", results_path.display());
+    let valid = valid && harness_error.is_none();
+    println!("{}", report::last_line(valid, &summary));
+    if harness_error.is_some() {
+        2
+    } else if valid {
+        0
+    } else {
+        1
+    }
+}
