@@ -388,7 +388,12 @@ mod tests {
         assert_eq!(file.finish().unwrap(), 3);
 
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.lines().nth(2).unwrap().contains(r#""records":[["42","w0-000000"]]"#));
+        assert!(
+            text.lines()
+                .nth(2)
+                .unwrap()
+                .contains(r#""records":[["42","w0-000000"]]"#)
+        );
         assert!(!text.lines().next().unwrap().contains("results"));
         let ops = load(&path).unwrap();
         assert_eq!(ops.len(), 3);

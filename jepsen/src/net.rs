@@ -70,7 +70,10 @@ pub fn is_root() -> bool {
 
 /// Second octets some interface already uses in 10.x.0.0/16.
 fn subnets_in_use() -> Vec<u8> {
-    let Ok(out) = Command::new("ip").args(["-o", "-4", "addr", "show"]).output() else {
+    let Ok(out) = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+    else {
         return Vec::new();
     };
     String::from_utf8_lossy(&out.stdout)
@@ -92,7 +95,10 @@ impl Netns {
             if used.contains(&x) {
                 continue;
             }
-            match run("ip", &["link", "add", &format!("sd{x}br"), "type", "bridge"]) {
+            match run(
+                "ip",
+                &["link", "add", &format!("sd{x}br"), "type", "bridge"],
+            ) {
                 Ok(()) => {
                     claimed = Some(x);
                     break;
@@ -116,7 +122,13 @@ impl Netns {
         let bridge = self.bridge();
         run(
             "ip",
-            &["addr", "add", &format!("{}/24", self.bridge_ip()), "dev", &bridge],
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", self.bridge_ip()),
+                "dev",
+                &bridge,
+            ],
         )?;
         run("ip", &["link", "set", &bridge, "up"])?;
         for i in 1..=self.nodes as u64 {
@@ -186,8 +198,8 @@ impl Netns {
                         run(
                             "ip",
                             &[
-                                "netns", "exec", &ns, "iptables", "-w", "-A", chain, dir, &ip, "-j",
-                                "DROP",
+                                "netns", "exec", &ns, "iptables", "-w", "-A", chain, dir, &ip,
+                                "-j", "DROP",
                             ],
                         )
                     };
@@ -206,8 +218,7 @@ impl Netns {
         for i in 1..=self.nodes as u64 {
             let ns = self.ns(i);
             for chain in ["INPUT", "OUTPUT"] {
-                if let Err(e) = run("ip", &["netns", "exec", &ns, "iptables", "-w", "-F", chain])
-                {
+                if let Err(e) = run("ip", &["netns", "exec", &ns, "iptables", "-w", "-F", chain]) {
                     first_error.get_or_insert(e);
                 }
             }

@@ -4,6 +4,7 @@
 
 use clap::ValueEnum;
 
+use crate::checkers::Seq;
 use crate::history::{F, Op, OpType, Outcome, Rec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,6 +21,13 @@ pub enum Plant {
     Phantom,
     /// A record the writer was told was throttled is in the drains: property 3.
     AbortedRead,
+}
+
+/// The bug's command-line name.
+pub fn name(bug: Plant) -> String {
+    bug.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| format!("{bug:?}"))
 }
 
 /// The first acknowledged record: (op line, result position, value, shard, seq).
@@ -50,7 +58,9 @@ pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
             for op in views_of(ops, &shard) {
                 op.records.retain(|r| r.0 != seq);
             }
-            Ok(format!("removed {value} ({shard}/{seq}) from every read and drain"))
+            Ok(format!(
+                "removed {value} ({shard}/{seq}) from every read and drain"
+            ))
         }
         Plant::Duplicate | Plant::Phantom => {
             let copy = if bug == Plant::Duplicate {
@@ -63,16 +73,18 @@ pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
                 let top = op
                     .records
                     .iter()
-                    .filter_map(|r| r.0.parse::<u128>().ok())
+                    .filter_map(|r| Seq::parse(&r.0))
                     .max()
-                    .unwrap_or(0);
-                op.records.push(Rec((top + 1).to_string(), copy.clone()));
+                    .unwrap_or_else(|| Seq::from(0));
+                op.records.push(Rec(top.next().to_string(), copy.clone()));
                 planted += 1;
             }
             if planted == 0 {
                 return Err(format!("no drain of {shard} to plant into"));
             }
-            Ok(format!("appended {copy} to the end of {planted} drain(s) of {shard}"))
+            Ok(format!(
+                "appended {copy} to the end of {planted} drain(s) of {shard}"
+            ))
         }
         Plant::AbortedRead => {
             let r = &mut ops[line].results[pos];
@@ -80,7 +92,9 @@ pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
             r.error = Some("ProvisionedThroughputExceededException".into());
             r.seq = None;
             r.shard = None;
-            Ok(format!("told the writer of {value} it was throttled, though it is stored at {shard}/{seq}"))
+            Ok(format!(
+                "told the writer of {value} it was throttled, though it is stored at {shard}/{seq}"
+            ))
         }
         Plant::Reorder => plant_reorder(ops, &shard),
     }

@@ -43,6 +43,11 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 const PLOT_FILE: &str = "latency-throughput.png";
+/// What `check` carries over from a campaign's results.json when it rewrites it.
+const RECHECK_KEPT: &[&str] = &[
+    "args", "seed", "streamd", "topology", "schedule", "shards", "nemeses", "recovered", "drain",
+    "unexpected_exits",
+];
 
 /// Kills the nodes and removes the network when dropped, whatever path the run takes.
 struct Teardown {
@@ -188,9 +193,11 @@ fn tail_logs(cluster: &Mutex<Cluster>, ids: &[u64]) {
 }
 
 /// Creates the stream (retrying while the cluster settles) and returns its shards once each has
-/// a leader, or the deadline passes.
+/// a known leader, or the deadline passes. A node only knows the leaders of the groups it hosts,
+/// so every node is asked.
 async fn create_stream(
     client: &StreamdClient,
+    per_node: &[StreamdClient],
     shards: u32,
     log: &mut RunLog,
 ) -> Result<Vec<ShardInfo>, String> {
@@ -205,28 +212,44 @@ async fn create_stream(
             Err(e) => return Err(format!("CreateStream failed: {e}")),
         }
     }
-    client
+    let desc = client
         .wait_stream_active(STREAM, STREAM_TIMEOUT)
         .await
         .map_err(|e| format!("stream never became ACTIVE: {e}"))?;
+    let desc = client
+        .describe_stream(&desc.stream_name)
+        .await
+        .map_err(|e| format!("DescribeStream failed: {e}"))?;
+    let infos: Vec<ShardInfo> = desc
+        .shards
+        .iter()
+        .map(|s| ShardInfo {
+            id: s.shard_id.clone(),
+            replicas: s.replicas.clone(),
+        })
+        .collect();
     loop {
-        let desc = client
-            .describe_stream(STREAM)
-            .await
-            .map_err(|e| format!("DescribeStream failed: {e}"))?;
-        let led = desc.shards.iter().all(|s| s.leader.is_some());
-        if led || Instant::now() >= end {
-            if !led {
-                log.note("not every shard reported a leader before the workload started");
+        let mut led = std::collections::BTreeSet::new();
+        for node in per_node {
+            if let Ok(d) = node.describe_stream(STREAM).await {
+                led.extend(
+                    d.shards
+                        .iter()
+                        .filter(|s| s.leader.is_some())
+                        .map(|s| s.shard_id.clone()),
+                );
             }
-            return Ok(desc
-                .shards
-                .iter()
-                .map(|s| ShardInfo {
-                    id: s.shard_id.clone(),
-                    replicas: s.replicas.clone(),
-                })
-                .collect());
+        }
+        if led.len() >= infos.len() {
+            return Ok(infos);
+        }
+        if Instant::now() >= end {
+            log.note(format!(
+                "only {} of {} shards reported a leader before the workload started",
+                led.len(),
+                infos.len()
+            ));
+            return Ok(infos);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -243,7 +266,10 @@ async fn watch_crashes(
         let exits = with_cluster(&cluster, |c| c.reap_exits());
         for exit in exits {
             let id = 100_000 + crashes.len() as u64;
-            println!("jepsen: node {} exited on its own: {}", exit.node, exit.status);
+            println!(
+                "jepsen: node {} exited on its own: {}",
+                exit.node, exit.status
+            );
             let mut op = Op::new(OpType::Info, F::Fault, "nemesis", rec.next_op(), rec.now());
             op.fault = Some(FaultEvent {
                 id,
@@ -278,9 +304,9 @@ fn available_kinds(
             Kind::Partition if net.is_none() => {
                 Some("no network namespaces (loopback fallback): partitions need them".to_string())
             }
-            Kind::Partition if net::find_program("iptables").is_none() => Some(
-                "`iptables` is not installed (Debian package `iptables`)".to_string(),
-            ),
+            Kind::Partition if net::find_program("iptables").is_none() => {
+                Some("`iptables` is not installed (Debian package `iptables`)".to_string())
+            }
             Kind::Partition if args.nodes < 3 => {
                 Some("a partition that keeps a majority needs at least 3 nodes".to_string())
             }
@@ -305,7 +331,8 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         .streamd
         .clone()
         .unwrap_or_else(streamd_testkit::default_binary);
-    log.info.insert("streamd", json!(binary.display().to_string()));
+    log.info
+        .insert("streamd", json!(binary.display().to_string()));
     if !binary.is_file() {
         return Err(format!(
             "streamd binary {} not found (build it with `cargo build --release -p streamd`, or pass --streamd)",
@@ -384,7 +411,13 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         request_timeout: Duration::from_secs(args.request_timeout),
     };
     let admin_client = config.client(0).map_err(|e| e.to_string())?;
-    let shards = create_stream(&admin_client, args.shards, log).await?;
+    let per_node: Vec<StreamdClient> = endpoints
+        .iter()
+        .map(|e| StreamdClient::connect_with(std::slice::from_ref(e), config.options()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let shards = create_stream(&admin_client, &per_node, args.shards, log).await?;
+    drop(per_node);
     log.info.insert("shards", json!(shards));
 
     let (file, rec) = HistoryFile::create(&out.join("history.jsonl"), Clock::start())
@@ -533,7 +566,8 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         "drain",
         json!({"rounds": drained.rounds, "stable": drained.stable, "records_per_node": drained.records}),
     );
-    log.phases.insert("drain_s", t_drain.elapsed().as_secs_f64());
+    log.phases
+        .insert("drain_s", t_drain.elapsed().as_secs_f64());
     println!(
         "jepsen: drained {} shard(s) through {} node(s) in {} round(s)",
         shards.len(),
@@ -546,10 +580,12 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     if !crashes.is_empty() {
         log.info.insert(
             "unexpected_exits",
-            json!(crashes
-                .iter()
-                .map(|(_, node, status)| json!({"node": node, "status": status}))
-                .collect::<Vec<_>>()),
+            json!(
+                crashes
+                    .iter()
+                    .map(|(_, node, status)| json!({"node": node, "status": status}))
+                    .collect::<Vec<_>>()
+            ),
         );
     }
     drop(admin_client);
@@ -606,10 +642,16 @@ pub async fn test(args: TestArgs) -> i32 {
 /// Runs `check`; returns the exit code.
 pub fn check(args: CheckArgs) -> i32 {
     let out = args.out.clone().unwrap_or_else(|| {
-        args.history
+        let dir = args
+            .history
             .parent()
             .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
+            .unwrap_or_else(|| PathBuf::from("."));
+        // A planted bug must not overwrite the campaign's own verdict.
+        match args.plant {
+            Some(bug) => dir.join(format!("planted-{}", crate::plant::name(bug))),
+            None => dir,
+        }
     });
     if let Err(e) = std::fs::create_dir_all(&out) {
         eprintln!("jepsen: cannot create {}: {e}", out.display());
@@ -620,8 +662,21 @@ pub fn check(args: CheckArgs) -> i32 {
         ..CheckConfig::default()
     };
     let mut log = RunLog::default();
+    // Rechecking a campaign's directory keeps what the campaign knew about itself.
+    let campaign_dir = args.history.parent().unwrap_or(Path::new("."));
+    let previous = std::fs::read_to_string(campaign_dir.join("results.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    if let Some(Value::Object(run)) = previous.as_ref().and_then(|r| r.get("run")) {
+        for (k, v) in run {
+            if let Some(key) = RECHECK_KEPT.iter().find(|key| **key == k.as_str()) {
+                log.info.insert(key, v.clone());
+            }
+        }
+    }
     log.info
         .insert("history", json!(args.history.display().to_string()));
+    log.info.insert("rechecked", json!(true));
     judge(&args.history, &out, log, None, args.plant, &config)
 }
 

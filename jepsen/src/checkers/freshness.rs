@@ -16,7 +16,7 @@ pub(crate) const NAME: &str = "freshness";
 pub(crate) fn check(facts: &Facts, config: &CheckConfig) -> PropertyResult {
     let bound = config.freshness_bound_ms.saturating_mul(1_000_000);
     let mut anomalies = Anomalies::new(ID, NAME);
-    let mut first_seen: HashMap<(&str, u128, &str), (u64, u64)> = HashMap::new();
+    let mut first_seen: HashMap<(&str, &super::Seq, &str), (u64, u64)> = HashMap::new();
     let mut readers = false;
     for view in &facts.views {
         if !matches!(view.kind, ViewKind::Chain { .. }) {
@@ -25,7 +25,7 @@ pub(crate) fn check(facts: &Facts, config: &CheckConfig) -> PropertyResult {
         readers = true;
         for r in &view.records {
             let t = first_seen
-                .entry((view.shard.as_str(), r.seq, r.value.as_str()))
+                .entry((view.shard.as_str(), &r.seq, r.value.as_str()))
                 .or_insert((r.time, r.index));
             if r.time < t.0 {
                 *t = (r.time, r.index);
@@ -35,9 +35,12 @@ pub(crate) fn check(facts: &Facts, config: &CheckConfig) -> PropertyResult {
     let mut lags = Vec::new();
     let mut acked = 0usize;
     for a in &facts.attempts {
-        let (Outcome::Ok, Some(shard), Some(seq), Some(done)) =
-            (a.outcome, a.shard.as_deref(), a.seq, a.complete_time)
-        else {
+        let (Outcome::Ok, Some(shard), Some(seq), Some(done)) = (
+            a.outcome,
+            a.shard.as_deref(),
+            a.seq.as_ref(),
+            a.complete_time,
+        ) else {
             continue;
         };
         acked += 1;
@@ -73,11 +76,8 @@ pub(crate) fn check(facts: &Facts, config: &CheckConfig) -> PropertyResult {
         "lag_ms_max": lags.last().copied().map(ms),
     });
     if !readers || (acked > 0 && lags.is_empty()) {
-        let mut r = PropertyResult::not_checked(
-            ID,
-            NAME,
-            "no tailing reader saw an acknowledged record",
-        );
+        let mut r =
+            PropertyResult::not_checked(ID, NAME, "no tailing reader saw an acknowledged record");
         r.stats = stats;
         return r;
     }

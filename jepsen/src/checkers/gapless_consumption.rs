@@ -8,7 +8,7 @@ use std::ops::Bound;
 
 use serde_json::json;
 
-use super::{Anomalies, CheckConfig, Facts, PropertyResult, Seen, ViewKind};
+use super::{Anomalies, CheckConfig, Facts, PropertyResult, Seen, Seq, ViewKind};
 
 pub(crate) const ID: u8 = 8;
 pub(crate) const NAME: &str = "gapless-monotone-consumption";
@@ -28,26 +28,63 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
         chains += 1;
         let empty = BTreeMap::new();
         let shard = known.get(view.shard.as_str()).unwrap_or(&empty);
-        let skipped = |lo: Bound<u128>, hi: u128| {
+        // The first record known strictly between `lo` and `hi`.
+        let skipped = |lo: Bound<&Seq>, hi: &Seq| -> Option<(String, String)> {
+            let nonempty = match lo {
+                Bound::Unbounded => true,
+                Bound::Included(l) => l < hi,
+                Bound::Excluded(l) => l < hi,
+            };
+            if !nonempty {
+                return None;
+            }
             shard
-                .range((lo, Bound::Excluded(hi)))
+                .range::<&Seq, _>((lo, Bound::Excluded(hi)))
                 .next()
-                .map(|(seq, values)| (*seq, values.keys().next().copied().unwrap_or_default()))
+                .map(|(seq, values)| {
+                    (
+                        seq.to_string(),
+                        values
+                            .keys()
+                            .next()
+                            .copied()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
         };
         let label = view.label();
         if let (Some(first), Some(start)) = (view.records.first(), start) {
-            let lower = match (start.kind.as_str(), start.seq.as_deref().map(str::parse::<u128>)) {
+            let at = start.seq.as_deref().and_then(Seq::parse);
+            let lower = match (start.kind.as_str(), &at) {
                 ("TRIM_HORIZON", _) => Some(Bound::Unbounded),
-                ("AFTER_SEQUENCE_NUMBER", Some(Ok(s))) => Some(Bound::Excluded(s)),
-                ("AT_SEQUENCE_NUMBER", Some(Ok(s))) => Some(Bound::Included(s)),
+                ("AFTER_SEQUENCE_NUMBER", Some(s)) => Some(Bound::Excluded(s)),
+                ("AT_SEQUENCE_NUMBER", Some(s)) => Some(Bound::Included(s)),
                 // LATEST and AT_TIMESTAMP start at a point the history cannot place.
                 _ => None,
             };
-            if let Some(lower) = lower
-                && let Some((seq, value)) = skipped(lower, first.seq)
+            let mut ops: Vec<u64> = start_index.iter().copied().collect();
+            ops.push(first.index);
+            let before_start = match lower {
+                Some(Bound::Excluded(s)) => first.seq <= *s,
+                Some(Bound::Included(s)) => first.seq < *s,
+                _ => false,
+            };
+            if before_start {
+                anomalies.push(
+                    "went-back",
+                    format!(
+                        "{label} started at {} {} but first read {}",
+                        start.kind,
+                        start.seq.as_deref().unwrap_or(""),
+                        first.seq
+                    ),
+                    ops,
+                    json!({"shard": view.shard, "first": first.seq.to_string()}),
+                );
+            } else if let Some(lower) = lower
+                && let Some((seq, value)) = skipped(lower, &first.seq)
             {
-                let mut ops: Vec<u64> = start_index.iter().copied().collect();
-                ops.push(first.index);
                 anomalies.push(
                     "skipped-at-start",
                     format!(
@@ -57,7 +94,7 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
                         first.seq
                     ),
                     ops,
-                    json!({"shard": view.shard, "skipped_seq": seq.to_string(), "skipped": value}),
+                    json!({"shard": view.shard, "skipped_seq": seq, "skipped": value}),
                 );
             }
         }
@@ -71,7 +108,7 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
                     vec![a.index, b.index],
                     json!({"shard": view.shard, "from": a.seq.to_string(), "to": b.seq.to_string()}),
                 );
-            } else if let Some((seq, value)) = skipped(Bound::Excluded(a.seq), b.seq) {
+            } else if let Some((seq, value)) = skipped(Bound::Excluded(&a.seq), &b.seq) {
                 anomalies.push(
                     "skipped",
                     format!(
@@ -79,7 +116,7 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
                         b.seq, b.value, a.seq, a.value
                     ),
                     vec![a.index, b.index],
-                    json!({"shard": view.shard, "skipped_seq": seq.to_string(), "skipped": value}),
+                    json!({"shard": view.shard, "skipped_seq": seq, "skipped": value}),
                 );
             }
         }
@@ -94,7 +131,12 @@ mod tests {
     use crate::checkers::fixture::H;
 
     fn drained(h: &mut H) {
-        h.append_ok("w0", 0, 5, &[("a", "s0", 1), ("b", "s0", 2), ("c", "s0", 3)]);
+        h.append_ok(
+            "w0",
+            0,
+            5,
+            &[("a", "s0", 1), ("b", "s0", 2), ("c", "s0", 3)],
+        );
         h.drain(1, "s0", 90, &[(1, "a"), (2, "b"), (3, "c")]);
     }
 
@@ -135,6 +177,17 @@ mod tests {
         h.read("r0", "c0", "s0", 6, &[(3, "c")]);
         let r = check(&h.facts(), &CheckConfig::default());
         assert_eq!(r.anomalies[0].kind, "skipped-at-start");
+    }
+
+    #[test]
+    fn a_first_record_at_or_before_the_start_goes_back() {
+        let mut h = H::default();
+        drained(&mut h);
+        h.chain("r0", "c0", "s0", 0, "AFTER_SEQUENCE_NUMBER", Some(2));
+        h.read("r0", "c0", "s0", 6, &[(2, "b"), (3, "c")]);
+        let r = check(&h.facts(), &CheckConfig::default());
+        assert_eq!(r.anomaly_count, 1);
+        assert_eq!(r.anomalies[0].kind, "went-back");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::history::{F, Op, OpType, Outcome, Phase, Put, PutResult, Setup, StartAt};
+pub use seq::Seq;
 
 pub mod availability;
 pub mod freshness;
@@ -23,6 +24,7 @@ pub mod no_lost_ack;
 pub mod no_phantom;
 pub mod offset_integrity;
 pub mod realtime_order;
+pub mod seq;
 pub mod shard_order;
 
 #[cfg(test)]
@@ -117,7 +119,13 @@ impl Anomalies {
         }
     }
 
-    pub(crate) fn push(&mut self, kind: &'static str, message: String, ops: Vec<u64>, detail: Value) {
+    pub(crate) fn push(
+        &mut self,
+        kind: &'static str,
+        message: String,
+        ops: Vec<u64>,
+        detail: Value,
+    ) {
         self.count += 1;
         if self.listed.len() < MAX_LISTED_ANOMALIES {
             self.listed.push(Anomaly {
@@ -157,7 +165,7 @@ pub struct Attempt {
     pub process: String,
     pub outcome: Outcome,
     pub shard: Option<String>,
-    pub seq: Option<u128>,
+    pub seq: Option<Seq>,
     pub error: Option<String>,
     pub invoke_time: u64,
     /// `None` when the history ends before the append completed (its outcome is then unknown).
@@ -191,7 +199,7 @@ pub struct AppendCall {
 /// A record as one view saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
-    pub seq: u128,
+    pub seq: Seq,
     pub value: String,
     /// When the read that returned it completed.
     pub time: u64,
@@ -353,7 +361,11 @@ impl Facts {
                                 replica: done.replica.unwrap_or(false),
                                 stable: done.stable.unwrap_or(false),
                             },
-                            shard: done.shard.clone().or(invoke.shard.clone()).unwrap_or_default(),
+                            shard: done
+                                .shard
+                                .clone()
+                                .or(invoke.shard.clone())
+                                .unwrap_or_default(),
                             records,
                         });
                     }
@@ -407,9 +419,9 @@ impl Facts {
             };
             let mut seq = None;
             if let Some(s) = result.and_then(|r| r.seq.as_deref()) {
-                match s.parse::<u128>() {
-                    Ok(n) => seq = Some(n),
-                    Err(_) => self.malformed.push(Malformed {
+                match Seq::parse(s) {
+                    Some(n) => seq = Some(n),
+                    None => self.malformed.push(Malformed {
                         index: done.map_or(invoke.index, |d| d.index),
                         message: format!("sequence number {s:?} of {value} is not a decimal"),
                     }),
@@ -454,14 +466,14 @@ impl Facts {
     fn seen(&mut self, done: &Op) -> Vec<Seen> {
         let mut out = Vec::with_capacity(done.records.len());
         for r in &done.records {
-            match r.0.parse::<u128>() {
-                Ok(seq) => out.push(Seen {
+            match Seq::parse(&r.0) {
+                Some(seq) => out.push(Seen {
                     seq,
                     value: r.1.clone(),
                     time: done.time,
                     index: done.index,
                 }),
-                Err(_) => self.malformed.push(Malformed {
+                None => self.malformed.push(Malformed {
                     index: done.index,
                     message: format!("sequence number {:?} read is not a decimal", r.0),
                 }),
@@ -512,13 +524,13 @@ impl Facts {
     pub fn positions(
         &self,
         include: impl Fn(&View) -> bool,
-    ) -> BTreeMap<&str, BTreeMap<u128, BTreeMap<&str, Vec<u64>>>> {
-        let mut m: BTreeMap<&str, BTreeMap<u128, BTreeMap<&str, Vec<u64>>>> = BTreeMap::new();
+    ) -> BTreeMap<&str, BTreeMap<&Seq, BTreeMap<&str, Vec<u64>>>> {
+        let mut m: BTreeMap<&str, BTreeMap<&Seq, BTreeMap<&str, Vec<u64>>>> = BTreeMap::new();
         for view in self.views.iter().filter(|v| include(v)) {
             for r in &view.records {
                 m.entry(view.shard.as_str())
                     .or_default()
-                    .entry(r.seq)
+                    .entry(&r.seq)
                     .or_default()
                     .entry(r.value.as_str())
                     .or_default()

@@ -22,10 +22,10 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
     for view in &facts.views {
         for r in &view.records {
             if failed.contains_key(r.value.as_str()) {
-                seen_at
-                    .entry(r.value.as_str())
-                    .or_default()
-                    .push((format!("{} at {}/{}", view.label(), view.shard, r.seq), r.index));
+                seen_at.entry(r.value.as_str()).or_default().push((
+                    format!("{} at {}/{}", view.label(), view.shard, r.seq),
+                    r.index,
+                ));
             }
         }
     }
@@ -56,7 +56,15 @@ mod tests {
     #[test]
     fn failed_values_never_read_are_valid() {
         let mut h = H::default();
-        h.append("w0", 0, 5, &[("a", "s0", Outcome::Fail, None), ("b", "s0", Outcome::Ok, Some(1))]);
+        h.append(
+            "w0",
+            0,
+            5,
+            &[
+                ("a", "s0", Outcome::Fail, None),
+                ("b", "s0", Outcome::Ok, Some(1)),
+            ],
+        );
         h.drain(1, "s0", 9, &[(1, "b")]);
         let r = check(&h.facts(), &CheckConfig::default());
         assert_eq!(r.verdict, Verdict::Valid);

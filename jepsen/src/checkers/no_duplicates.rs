@@ -14,14 +14,14 @@ pub(crate) const ID: u8 = 5;
 pub(crate) const NAME: &str = "no-server-made-duplicates";
 
 pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
-    let mut positions: BTreeMap<&str, BTreeSet<(&str, u128)>> = BTreeMap::new();
+    let mut positions: BTreeMap<&str, BTreeSet<(&str, &super::Seq)>> = BTreeMap::new();
     let mut lines: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for view in &facts.views {
         for r in &view.records {
             positions
                 .entry(r.value.as_str())
                 .or_default()
-                .insert((view.shard.as_str(), r.seq));
+                .insert((view.shard.as_str(), &r.seq));
             lines.entry(r.value.as_str()).or_default().push(r.index);
         }
     }

@@ -20,12 +20,12 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
     let mut anomalies = Anomalies::new(ID, NAME);
     let mut acked = 0usize;
     for a in facts.attempts.iter().filter(|a| a.outcome == Outcome::Ok) {
-        let (Some(shard), Some(seq)) = (a.shard.as_deref(), a.seq) else {
+        let (Some(shard), Some(seq)) = (a.shard.as_deref(), a.seq.as_ref()) else {
             // Malformed acknowledgements are reported by property 4.
             continue;
         };
         acked += 1;
-        let at = drained.get(shard).and_then(|m| m.get(&seq));
+        let at = drained.get(shard).and_then(|m| m.get(seq));
         match at {
             Some(values) if values.contains_key(a.value.as_str()) => {}
             Some(values) => {

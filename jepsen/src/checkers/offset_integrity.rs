@@ -30,7 +30,10 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
                 ops.dedup();
                 anomalies.push(
                     "two-records-at-one-position",
-                    format!("{shard}/{seq} was read holding {} different records", values.len()),
+                    format!(
+                        "{shard}/{seq} was read holding {} different records",
+                        values.len()
+                    ),
                     ops,
                     json!({"shard": shard, "seq": seq.to_string(), "values": values_at(values)}),
                 );
@@ -39,9 +42,9 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
     }
 
     // Acknowledgements: what each writer was told, against what was read and against each other.
-    let mut acked_at: BTreeMap<(&str, u128), Vec<&super::Attempt>> = BTreeMap::new();
+    let mut acked_at: BTreeMap<(&str, &super::Seq), Vec<&super::Attempt>> = BTreeMap::new();
     for a in facts.attempts.iter().filter(|a| a.outcome == Outcome::Ok) {
-        if let (Some(shard), Some(seq)) = (a.shard.as_deref(), a.seq) {
+        if let (Some(shard), Some(seq)) = (a.shard.as_deref(), a.seq.as_ref()) {
             acked_at.entry((shard, seq)).or_default().push(a);
         }
     }
@@ -52,12 +55,15 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
         if distinct.len() > 1 {
             anomalies.push(
                 "one-position-acknowledged-twice",
-                format!("{shard}/{seq} was acknowledged to {} different records", distinct.len()),
+                format!(
+                    "{shard}/{seq} was acknowledged to {} different records",
+                    distinct.len()
+                ),
                 acks.iter().flat_map(|a| a.ops()).collect(),
                 json!({"shard": shard, "seq": seq.to_string(), "values": distinct}),
             );
         }
-        let Some(read) = observed.get(shard).and_then(|m| m.get(seq)) else {
+        let Some(read) = observed.get(shard).and_then(|m| m.get(*seq)) else {
             continue;
         };
         for a in acks {
@@ -116,7 +122,10 @@ mod tests {
         h.drain(1, "s0", 9, &[(1, "b"), (2, "a")]);
         let r = check(&h.facts(), &CheckConfig::default());
         assert_eq!(r.anomaly_count, 2);
-        assert_eq!(r.anomalies[0].kind, "acknowledged-position-holds-another-record");
+        assert_eq!(
+            r.anomalies[0].kind,
+            "acknowledged-position-holds-another-record"
+        );
     }
 
     #[test]
@@ -129,6 +138,9 @@ mod tests {
         let r = check(&h.facts(), &CheckConfig::default());
         let kinds: Vec<_> = r.anomalies.iter().map(|a| a.kind).collect();
         assert!(kinds.contains(&"malformed"), "{kinds:?}");
-        assert!(kinds.contains(&"one-position-acknowledged-twice"), "{kinds:?}");
+        assert!(
+            kinds.contains(&"one-position-acknowledged-twice"),
+            "{kinds:?}"
+        );
     }
 }

@@ -8,18 +8,21 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{Anomalies, Attempt, CheckConfig, Facts, PropertyResult, ms};
+use super::{Anomalies, Attempt, CheckConfig, Facts, PropertyResult, Seq, ms};
 use crate::history::Outcome;
 
 pub(crate) const ID: u8 = 7;
 pub(crate) const NAME: &str = "real-time-order-per-shard";
 
 pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
-    let mut by_shard: BTreeMap<&str, Vec<(&Attempt, u128, u64)>> = BTreeMap::new();
+    let mut by_shard: BTreeMap<&str, Vec<(&Attempt, &Seq, u64)>> = BTreeMap::new();
     for a in &facts.attempts {
-        if let (Outcome::Ok, Some(shard), Some(seq), Some(done)) =
-            (a.outcome, a.shard.as_deref(), a.seq, a.complete_time)
-        {
+        if let (Outcome::Ok, Some(shard), Some(seq), Some(done)) = (
+            a.outcome,
+            a.shard.as_deref(),
+            a.seq.as_ref(),
+            a.complete_time,
+        ) {
             by_shard.entry(shard).or_default().push((a, seq, done));
         }
     }
@@ -31,7 +34,7 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
         let mut by_invoke = acks.clone();
         by_invoke.sort_by_key(|(a, _, _)| a.invoke_time);
         let mut next = 0usize;
-        let mut max: Option<(&Attempt, u128)> = None;
+        let mut max: Option<(&Attempt, &Seq)> = None;
         for (b, b_seq, _) in &by_invoke {
             while next < by_completion.len() && by_completion[next].2 < b.invoke_time {
                 let (a, a_seq, _) = by_completion[next];

@@ -101,11 +101,11 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
         let Some(reference) = reference.get(v.shard.as_str()) else {
             continue;
         };
-        let order: HashMap<u128, (usize, &str)> = reference
+        let order: HashMap<&super::Seq, (usize, &str)> = reference
             .records
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.seq, (i, r.value.as_str())))
+            .map(|(i, r)| (&r.seq, (i, r.value.as_str())))
             .collect();
         let mut last: Option<(usize, &super::Seen)> = None;
         for r in &v.records {
@@ -159,7 +159,12 @@ mod tests {
 
     fn base() -> H {
         let mut h = H::default();
-        h.append_ok("w0", 0, 5, &[("a", "s0", 1), ("b", "s0", 2), ("c", "s0", 3)]);
+        h.append_ok(
+            "w0",
+            0,
+            5,
+            &[("a", "s0", 1), ("b", "s0", 2), ("c", "s0", 3)],
+        );
         h
     }
 

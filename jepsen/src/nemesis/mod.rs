@@ -195,13 +195,7 @@ async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
 }
 
 fn record(rec: &Recorder, planned: &Planned, phase: Phase, error: Option<String>) {
-    let mut op = Op::new(
-        OpType::Info,
-        F::Fault,
-        "nemesis",
-        rec.next_op(),
-        rec.now(),
-    );
+    let mut op = Op::new(OpType::Info, F::Fault, "nemesis", rec.next_op(), rec.now());
     let groups = match &planned.fault {
         Fault::Partition { groups, .. } => groups.clone(),
         _ => Vec::new(),
@@ -321,7 +315,12 @@ mod tests {
     fn the_same_seed_gives_the_same_schedule() {
         let kinds = [Kind::Partition, Kind::Kill, Kind::Pause];
         let a = plan(7, &kinds, 5, Duration::from_secs(60));
-        let b = plan(7, &[Kind::Pause, Kind::Kill, Kind::Partition], 5, Duration::from_secs(60));
+        let b = plan(
+            7,
+            &[Kind::Pause, Kind::Kill, Kind::Partition],
+            5,
+            Duration::from_secs(60),
+        );
         assert_eq!(a, b, "kind order on the command line does not matter");
         assert_ne!(a, plan(8, &kinds, 5, Duration::from_secs(60)));
         assert!(a.len() >= 4, "{a:?}");
@@ -336,7 +335,9 @@ mod tests {
             for p in &s {
                 let gap = p.at - t;
                 assert!(gap >= Duration::from_secs(3) && gap <= Duration::from_secs(8));
-                assert!(p.duration >= Duration::from_secs(2) && p.duration <= Duration::from_secs(6));
+                assert!(
+                    p.duration >= Duration::from_secs(2) && p.duration <= Duration::from_secs(6)
+                );
                 assert!(p.at + p.duration <= limit - END_MARGIN);
                 for n in p.fault.nodes() {
                     assert!((1..=5).contains(&n));

@@ -61,10 +61,7 @@ pub(crate) async fn start(target: &Target, groups: Vec<Vec<u64>>) -> Result<(), 
 }
 
 pub(crate) async fn heal(target: &Target) -> Result<(), String> {
-    let net = target
-        .net
-        .clone()
-        .ok_or("no network namespaces to heal")?;
+    let net = target.net.clone().ok_or("no network namespaces to heal")?;
     tokio::task::spawn_blocking(move || net.heal())
         .await
         .map_err(|e| e.to_string())?

@@ -46,7 +46,9 @@ impl Canvas {
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(io::Error::other)?;
-        writer.write_image_data(&self.rgb).map_err(io::Error::other)?;
+        writer
+            .write_image_data(&self.rgb)
+            .map_err(io::Error::other)?;
         writer.finish().map_err(io::Error::other)
     }
 }

@@ -82,7 +82,11 @@ fn series(facts: &Facts) -> Series {
         })
         .collect();
     let t_min = latency.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-    let t_min = if t_min.is_finite() { t_min.floor() } else { 0.0 };
+    let t_min = if t_min.is_finite() {
+        t_min.floor()
+    } else {
+        0.0
+    };
     let end = secs(facts.end_time).max(t_min + 1.0);
     let buckets = (end - t_min).ceil() as usize + 1;
     let mut per_second = vec![0f64; buckets];
@@ -136,7 +140,10 @@ fn draw(facts: &Facts, canvas: &mut Canvas) -> Result<(), PlotError> {
 
     let max_latency = s.latency.iter().map(|p| p.1).fold(10.0, f64::max) * 1.5;
     let mut chart = ChartBuilder::on(&top)
-        .caption("PutRecords latency (ms, log) by invoke time (s)", ("sans-serif", 13))
+        .caption(
+            "PutRecords latency (ms, log) by invoke time (s)",
+            ("sans-serif", 13),
+        )
         .margin(15)
         .x_label_area_size(25)
         .y_label_area_size(60)
@@ -150,7 +157,10 @@ fn draw(facts: &Facts, canvas: &mut Canvas) -> Result<(), PlotError> {
         .map_err(draw_err)?;
     chart
         .draw_series(s.faults.iter().map(|(a, b, kind)| {
-            Rectangle::new([(*a, 0.1), (*b, max_latency)], fault_color(kind).mix(0.18).filled())
+            Rectangle::new(
+                [(*a, 0.1), (*b, max_latency)],
+                fault_color(kind).mix(0.18).filled(),
+            )
         }))
         .map_err(draw_err)?;
     chart
@@ -180,11 +190,17 @@ fn draw(facts: &Facts, canvas: &mut Canvas) -> Result<(), PlotError> {
         .map_err(draw_err)?;
     chart
         .draw_series(s.faults.iter().map(|(a, b, kind)| {
-            Rectangle::new([(*a, 0.0), (*b, max_tput)], fault_color(kind).mix(0.18).filled())
+            Rectangle::new(
+                [(*a, 0.0), (*b, max_tput)],
+                fault_color(kind).mix(0.18).filled(),
+            )
         }))
         .map_err(draw_err)?;
     chart
-        .draw_series(LineSeries::new(s.throughput.iter().copied(), OK.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            s.throughput.iter().copied(),
+            OK.stroke_width(2),
+        ))
         .map_err(draw_err)?;
     root.present().map_err(draw_err)?;
     Ok(())

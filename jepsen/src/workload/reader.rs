@@ -53,7 +53,11 @@ pub async fn run(
     mut mode: watch::Receiver<Mode>,
 ) -> ReaderStats {
     let process = format!("r{reader}");
-    let short = shard.rsplit('-').next().unwrap_or(&shard).trim_start_matches('0');
+    let short = shard
+        .rsplit('-')
+        .next()
+        .unwrap_or(&shard)
+        .trim_start_matches('0');
     let mut stats = ReaderStats::default();
     let mut last: Option<String> = None;
     'chains: loop {
@@ -75,7 +79,13 @@ pub async fn run(
         } else {
             v1::ShardIteratorType::TrimHorizon
         };
-        let mut invoke = Op::new(OpType::Invoke, F::Iterator, &process, rec.next_op(), rec.now());
+        let mut invoke = Op::new(
+            OpType::Invoke,
+            F::Iterator,
+            &process,
+            rec.next_op(),
+            rec.now(),
+        );
         invoke.shard = Some(shard.clone());
         invoke.chain = Some(chain.clone());
         invoke.start = Some(start);

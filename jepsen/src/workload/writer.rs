@@ -42,7 +42,10 @@ pub fn record_error_outcome(error_code: &str) -> Outcome {
 }
 
 /// The completion of a call from its answer.
-pub fn complete(puts: &[Put], answer: &Result<v1::PutRecordsResponse, (ErrorCode, String)>) -> (OpType, Vec<PutResult>, Option<String>) {
+pub fn complete(
+    puts: &[Put],
+    answer: &Result<v1::PutRecordsResponse, (ErrorCode, String)>,
+) -> (OpType, Vec<PutResult>, Option<String>) {
     let results: Vec<PutResult> = match answer {
         Ok(resp) => puts
             .iter()
@@ -98,7 +101,10 @@ pub fn complete(puts: &[Put], answer: &Result<v1::PutRecordsResponse, (ErrorCode
     } else {
         OpType::Fail
     };
-    let error = answer.as_ref().err().map(|(code, message)| format!("{code}: {message}"));
+    let error = answer
+        .as_ref()
+        .err()
+        .map(|(code, message)| format!("{code}: {message}"));
     (ty, results, error)
 }
 
@@ -159,16 +165,17 @@ pub async fn run(
             .iter()
             .map(|p| streamd_client::client::entry(p.key.clone(), p.value.clone().into_bytes()))
             .collect();
-        let answer = match tokio::time::timeout(
-            hard_deadline,
-            client.put_records(&config.stream, entries),
-        )
-        .await
-        {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err((e.code(), e.to_string())),
-            Err(_) => Err((ErrorCode::Unavailable, format!("no answer within {hard_deadline:?}"))),
-        };
+        let answer =
+            match tokio::time::timeout(hard_deadline, client.put_records(&config.stream, entries))
+                .await
+            {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(e)) => Err((e.code(), e.to_string())),
+                Err(_) => Err((
+                    ErrorCode::Unavailable,
+                    format!("no answer within {hard_deadline:?}"),
+                )),
+            };
         let (ty, results, error) = complete(&puts, &answer);
         for (put, r) in puts.iter().zip(&results) {
             if r.outcome == Outcome::Info && resent.insert(put.value.clone()) {
@@ -218,12 +225,19 @@ mod tests {
     fn per_record_outcomes_follow_semantics() {
         let resp = v1::PutRecordsResponse {
             failed_record_count: 2,
-            records: vec![ok("5"), failed("ProvisionedThroughputExceededException"), failed("InternalFailure")],
+            records: vec![
+                ok("5"),
+                failed("ProvisionedThroughputExceededException"),
+                failed("InternalFailure"),
+            ],
             encryption_type: "NONE".into(),
         };
         let (ty, results, error) = complete(&puts(4), &Ok(resp));
         let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
-        assert_eq!(outcomes, vec![Outcome::Ok, Outcome::Fail, Outcome::Info, Outcome::Info]);
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Ok, Outcome::Fail, Outcome::Info, Outcome::Info]
+        );
         assert_eq!(results[0].seq.as_deref(), Some("5"));
         assert_eq!(ty, OpType::Info);
         assert!(error.is_none());
@@ -236,7 +250,11 @@ mod tests {
         assert_eq!(ty, OpType::Fail);
         assert!(results.iter().all(|r| r.outcome == Outcome::Fail));
         assert!(error.unwrap().contains("bad"));
-        for code in [ErrorCode::Unavailable, ErrorCode::InternalFailure, ErrorCode::NotLeader] {
+        for code in [
+            ErrorCode::Unavailable,
+            ErrorCode::InternalFailure,
+            ErrorCode::NotLeader,
+        ] {
             let (ty, _, _) = complete(&puts(1), &Err((code, String::new())));
             assert_eq!(ty, OpType::Info, "{code}");
         }

@@ -119,7 +119,12 @@ impl Gateway {
                 .await
             {
                 Ok(b) => return Ok(b),
-                Err(e) => last = e,
+                // Only an unreachable replica sends the query on to the next; an answer (a
+                // throttle, a bad position) is the shard's answer.
+                Err(e) if e.code == ErrorCode::Unavailable || e.code == ErrorCode::NotLeader => {
+                    last = e
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(last)

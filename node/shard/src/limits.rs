@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use streamd_proto::limits::{SHARD_WRITE_BYTES_PER_SEC, SHARD_WRITE_RECORDS_PER_SEC};
+use streamd_proto::limits::{
+    SHARD_READ_BYTES_PER_SEC, SHARD_READ_CALLS_PER_SEC, SHARD_WRITE_BYTES_PER_SEC,
+    SHARD_WRITE_RECORDS_PER_SEC,
+};
 
 /// Whether per-shard limits apply (`--shard-limits kinesis|off`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,52 @@ impl WriteBudget {
     }
 }
 
+/// A shard's read allowance on the replica serving it: at most five GetRecords calls per
+/// one-second window, and 2 MiB/s of data as a balance that a large read may take below zero, so
+/// after a 10 MiB read the shard refuses reads for about five seconds, as Kinesis does.
+#[derive(Debug)]
+pub(crate) struct ReadBudget {
+    window_start: Instant,
+    calls: u64,
+    balance: f64,
+    last_refill: Instant,
+}
+
+impl ReadBudget {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        ReadBudget {
+            window_start: now,
+            calls: 0,
+            balance: SHARD_READ_BYTES_PER_SEC as f64,
+            last_refill: now,
+        }
+    }
+
+    /// Admits one GetRecords call, or refuses it when the shard is over its read limits.
+    pub(crate) fn admit_call(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.calls = 0;
+        }
+        let refill =
+            now.duration_since(self.last_refill).as_secs_f64() * SHARD_READ_BYTES_PER_SEC as f64;
+        self.balance = (self.balance + refill).min(SHARD_READ_BYTES_PER_SEC as f64);
+        self.last_refill = now;
+        if self.calls >= SHARD_READ_CALLS_PER_SEC || self.balance < 0.0 {
+            return false;
+        }
+        self.calls += 1;
+        true
+    }
+
+    /// Charges the bytes an admitted call returned.
+    pub(crate) fn charge(&mut self, bytes: usize) {
+        self.balance -= bytes as f64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +124,19 @@ mod tests {
         let mut b = WriteBudget::new();
         assert!(b.take(3 * 1024 * 1024));
         assert!(!b.take(1));
+    }
+
+    #[test]
+    fn five_reads_a_second_and_large_reads_borrow_ahead() {
+        let mut b = ReadBudget::new();
+        let admitted = (0..8).filter(|_| b.admit_call()).count();
+        assert_eq!(admitted, 5);
+        let mut b = ReadBudget::new();
+        assert!(b.admit_call());
+        b.charge(10 * 1024 * 1024);
+        assert!(
+            !b.admit_call(),
+            "a 10 MiB read leaves the shard over its read budget"
+        );
     }
 }

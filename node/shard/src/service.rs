@@ -16,7 +16,7 @@ use streamd_raft::{GroupHandle, GroupService};
 use crate::command::{
     ApplyReply, QueryReply, RecordResult, ShardCommand, ShardQuery, ShardReply, ShardRequest,
 };
-use crate::limits::{ShardLimits, WriteBudget};
+use crate::limits::{ReadBudget, ShardLimits, WriteBudget};
 use crate::reader::ShardReader;
 
 pub fn now_ms() -> i64 {
@@ -31,6 +31,7 @@ pub struct ShardService {
     reader: ShardReader,
     limits: ShardLimits,
     budget: Mutex<WriteBudget>,
+    read_budget: Mutex<ReadBudget>,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
@@ -48,6 +49,7 @@ impl ShardService {
             reader,
             limits,
             budget: Mutex::new(WriteBudget::new()),
+            read_budget: Mutex::new(ReadBudget::new()),
         }
     }
 
@@ -151,12 +153,25 @@ impl GroupService for ShardService {
                 from,
                 limit,
                 max_bytes,
-            } => encode(&QueryReply::Read(self.reader.read(
-                from,
-                limit,
-                max_bytes,
-                now_ms(),
-            )?)),
+            } => {
+                let limited = self.limits == ShardLimits::Kinesis;
+                if limited && !self.read_budget.lock().admit_call() {
+                    return Err(ApiError::new(
+                        ErrorCode::ProvisionedThroughputExceeded,
+                        "Rate exceeded for shard: over 5 GetRecords calls or 2 MiB per second.",
+                    ));
+                }
+                let read = self.reader.read(from, limit, max_bytes, now_ms())?;
+                if limited {
+                    let bytes = read
+                        .records
+                        .iter()
+                        .map(|(_, r)| r.data.len() + r.partition_key.len())
+                        .sum();
+                    self.read_budget.lock().charge(bytes);
+                }
+                encode(&QueryReply::Read(read))
+            }
         }
     }
 }

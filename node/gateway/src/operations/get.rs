@@ -111,7 +111,23 @@ impl Gateway {
             max_bytes: MAX_GET_RECORDS_BYTES,
         })
         .map_err(|e| ApiError::internal(e.to_string()))?;
-        let read = match decode_reply(&self.query_replica(sh.group_id, &sh.replicas, q).await?)? {
+        let reply = self
+            .query_replica(sh.group_id, &sh.replicas, q)
+            .await
+            .map_err(|e| {
+                if e.code == ErrorCode::ProvisionedThroughputExceeded {
+                    ApiError::new(
+                        e.code,
+                        format!(
+                            "Rate exceeded for shard {} in stream {} under account 000000000000.",
+                            sh.shard_id, stream.name
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        let read = match decode_reply(&reply)? {
             QueryReply::Read(r) => r,
             QueryReply::Position(_) => {
                 return Err(ApiError::internal("unexpected reply to a read"));

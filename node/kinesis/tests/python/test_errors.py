@@ -467,3 +467,21 @@ def test_unsigned_request_accepted_when_auth_is_off(endpoint):
     r = helpers.raw_json(endpoint, "ListStreams", {"Limit": 1}, sign=False)
     assert r.status == 200, (r.status, r.text)
     assert "StreamNames" in r.json()
+
+
+def test_provisioned_throughput_exceeded_get_records(kinesis, stream):
+    """More than five GetRecords calls a second on one shard are refused, as Kinesis does."""
+    it = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            for _ in range(10):
+                it = kinesis.get_records(ShardIterator=it)["NextShardIterator"]
+        except ClientError as e:
+            assert helpers.error_code(e) == "ProvisionedThroughputExceededException", e.response
+            msg = e.response["Error"]["Message"]
+            assert "shardId-000000000000" in msg and stream in msg, msg
+            return
+    pytest.fail("ten GetRecords calls in a row were never refused for throughput")
