@@ -45,7 +45,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 const PLOT_FILE: &str = "latency-throughput.png";
 /// What `check` carries over from a campaign's results.json when it rewrites it.
 const RECHECK_KEPT: &[&str] = &[
-    "args", "seed", "streamd", "topology", "schedule", "shards", "nemeses", "recovered", "drain",
+    "args",
+    "seed",
+    "streamd",
+    "topology",
+    "schedule",
+    "shards",
+    "nemeses",
+    "recovered",
+    "drain",
     "unexpected_exits",
 ];
 

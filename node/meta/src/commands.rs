@@ -145,6 +145,14 @@ impl MetaState {
                     );
                 }
                 let nodes: Vec<u64> = self.nodes.keys().copied().collect();
+                if nodes.is_empty() {
+                    // A stream created before the cluster formed would have shards with no
+                    // replicas and never turn ACTIVE.
+                    return err(
+                        ErrorCode::Unavailable,
+                        "the cluster has not formed yet; retry shortly",
+                    );
+                }
                 let mut shards = Vec::new();
                 for (i, range) in HashKeyRange::split_even(shard_count)
                     .into_iter()

@@ -69,7 +69,7 @@ pub(crate) async fn run(
         );
     }
     println!("press Ctrl-C to stop");
-    let _ = tokio::signal::ctrl_c().await;
+    crate::shutdown_signal().await;
     for c in &mut children {
         let _ = c.kill().await;
     }
