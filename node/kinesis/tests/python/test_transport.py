@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 
 import boto3
 import pytest
@@ -99,3 +100,39 @@ def test_cleartext_http2_prior_knowledge(tls_node, endpoint):
 def test_http11_still_served_beside_tls(tls_node):
     r = helpers.raw_json(f"http://127.0.0.1:{tls_node.kinesis_port}", "ListStreams", {})
     assert r.status == 200
+
+
+def test_subscribe_to_shard_over_cleartext_http2(kinesis, endpoint):
+    """SubscribeToShard's event stream over HTTP/2 (prior knowledge), read raw with curl."""
+    if not _curl_supports_http2():
+        pytest.skip("this curl has no HTTP/2 support")
+    name = helpers.unique_name("h2sub")
+    helpers.create_stream(kinesis, name, shard_count=1)
+    kinesis.put_record(StreamName=name, Data=b"over-h2-event", PartitionKey="k")
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    consumer = kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="h2")["Consumer"]["ConsumerARN"]
+    deadline = time.monotonic() + 20
+    while kinesis.describe_stream_consumer(ConsumerARN=consumer)["ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
+        assert time.monotonic() < deadline, "consumer never became ACTIVE"
+        time.sleep(0.1)
+    body = json.dumps({
+        "ConsumerARN": consumer,
+        "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "TRIM_HORIZON"},
+    })
+    # The subscription streams for minutes; curl's time limit ends it after the first events.
+    r = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "3", "-i", endpoint + "/",
+         "-H", "X-Amz-Target: Kinesis_20131202.SubscribeToShard",
+         "-H", "Content-Type: application/x-amz-json-1.1", "-d", body],
+        capture_output=True, timeout=30,
+    )
+    out = r.stdout
+    assert out.startswith(b"HTTP/2 200"), out[:200]
+    assert b"application/vnd.amazon.eventstream" in out
+    first = out.find(b"initial-response")
+    event = out.find(b"SubscribeToShardEvent")
+    assert 0 <= first < event, out[:400]
+    # Data is base64 inside the JSON event payload.
+    assert b"b3Zlci1oMi1ldmVudA==" in out
+    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
