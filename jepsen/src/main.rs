@@ -16,11 +16,12 @@ async fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Test(args) => {
-            // Dropping the run on Ctrl-C drops its teardown guard: nodes die, namespaces go.
+            // Dropping the run on SIGINT or SIGTERM drops its teardown guard: nodes die,
+            // namespaces go.
             tokio::select! {
                 code = run::test(args) => code,
-                _ = tokio::signal::ctrl_c() => {
-                    eprintln!("jepsen: interrupted; cluster and network torn down");
+                signal = interrupted() => {
+                    eprintln!("jepsen: {signal}; cluster and network torn down");
                     130
                 }
             }
@@ -28,4 +29,19 @@ async fn main() {
         Command::Check(args) => run::check(args),
     };
     std::process::exit(code);
+}
+
+/// Resolves on SIGINT or SIGTERM (CI runners and `timeout` send the latter).
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
 }

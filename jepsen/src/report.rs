@@ -117,9 +117,18 @@ pub fn summary(facts: &Facts, properties: &[PropertyResult]) -> Summary {
     }
 }
 
-/// Valid when no property found an anomaly and the harness did its job.
+/// Properties that must have been checked for a run to be valid: without them (no final drain,
+/// say) the verdict is unknown, which is not valid.
+pub const REQUIRED: std::ops::RangeInclusive<u8> = 1..=8;
+
+/// Valid when no property found an anomaly, every required property was checked, and the harness
+/// did its job.
 pub fn is_valid(properties: &[PropertyResult], harness_error: Option<&str>) -> bool {
-    harness_error.is_none() && properties.iter().all(|p| p.verdict != Verdict::Invalid)
+    harness_error.is_none()
+        && properties.iter().all(|p| {
+            p.verdict == Verdict::Valid
+                || (p.verdict == Verdict::NotChecked && !REQUIRED.contains(&p.id))
+        })
 }
 
 pub fn last_line(valid: bool, s: &Summary) -> String {
@@ -198,5 +207,17 @@ mod tests {
     fn a_harness_error_is_never_valid() {
         assert!(is_valid(&[], None));
         assert!(!is_valid(&[], Some("nodes never became ready")));
+    }
+
+    #[test]
+    fn an_unchecked_required_property_is_not_valid() {
+        let mut h = H::default();
+        h.append_ok("w0", 0, 5, &[("a", "s0", 1)]);
+        let props = run_all(&h.facts(), &CheckConfig::default());
+        assert!(props.iter().all(|p| p.verdict != Verdict::Invalid));
+        assert!(
+            !is_valid(&props, None),
+            "no drain: property 1 was not checked"
+        );
     }
 }

@@ -570,6 +570,12 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     for e in &drained.errors {
         log.note(format!("drain error: {e}"));
     }
+    let drain_failed = drained.records.is_empty().then(|| {
+        format!(
+            "the final drain read nothing through any node ({} error(s))",
+            drained.errors.len()
+        )
+    });
     log.info.insert(
         "drain",
         json!({"rounds": drained.rounds, "stable": drained.stable, "records_per_node": drained.records}),
@@ -606,7 +612,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             "the cluster did not recover: nodes {pending:?} never became ready after healing"
         ));
     }
-    Ok(())
+    drain_failed.map_or(Ok(()), Err)
 }
 
 /// Runs `test`; returns the exit code.
@@ -722,6 +728,14 @@ fn judge(
             log.info.insert("plot", json!(PLOT_FILE));
         }
         Err(e) => log.note(format!("no plot: {e}")),
+    }
+    for p in &properties {
+        if p.verdict == checkers::Verdict::NotChecked && report::REQUIRED.contains(&p.id) {
+            log.note(format!(
+                "property {} ({}) could not be checked, so the run cannot be valid",
+                p.id, p.name
+            ));
+        }
     }
     let summary = report::summary(&facts, &properties);
     let valid = report::is_valid(&properties, harness_error.as_deref());

@@ -2,7 +2,8 @@
 //! leaves one), appends keep succeeding. Reports each window with no acknowledged append longer
 //! than `unavailability_report_ms`, the faults it overlapped, and the recovery time after each
 //! heal (from the heal to the completion of the first append sent after it that was
-//! acknowledged). A window or a recovery longer than `availability_bound_ms` is an anomaly.
+//! acknowledged). A window or a recovery longer than `availability_bound_ms` is an anomaly, and
+//! so is a node that exited without being killed (a `crash` event).
 
 use serde_json::{Value, json};
 
@@ -72,6 +73,15 @@ pub(crate) fn check(facts: &Facts, config: &CheckConfig) -> PropertyResult {
             }
         }
         last = (t, call);
+    }
+
+    for f in facts.faults.iter().filter(|f| f.kind == "crash") {
+        anomalies.push(
+            "crash",
+            format!("node(s) {:?} exited without being killed", f.nodes),
+            vec![f.start_index],
+            json!({"nodes": f.nodes}),
+        );
     }
 
     let mut recoveries = Vec::new();
@@ -155,5 +165,17 @@ mod tests {
         let kinds: Vec<_> = r.anomalies.iter().map(|a| a.kind).collect();
         assert_eq!(kinds, vec!["unavailable", "slow-recovery"]);
         assert_eq!(r.anomalies[0].ops, vec![1, 5]);
+    }
+
+    #[test]
+    fn a_node_exiting_on_its_own_is_an_anomaly() {
+        let mut h = H::default();
+        h.append_ok("w0", 0, 100, &[("a", "s0", 1)]);
+        h.fault(7, "crash", &[3], 50, 900);
+        h.append_ok("w0", 200, 300, &[("b", "s0", 2)]);
+        let r = check(&h.facts(), &CheckConfig::default());
+        assert_eq!(r.verdict, Verdict::Invalid);
+        assert_eq!(r.anomalies[0].kind, "crash");
+        assert_eq!(r.anomalies[0].ops, vec![2]);
     }
 }
