@@ -17,7 +17,9 @@ use crate::Gateway;
 
 /// How long a request keeps looking for a leader before it gives up.
 const LEADER_DEADLINE: Duration = Duration::from_secs(12);
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A forwarded call that takes longer has lost its leader or its quorum; its outcome is unknown
+/// and the caller hears so sooner than its own timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// True when the request certainly did not reach a leader, so sending it again is safe.
 fn retry_safe(e: &ApiError) -> bool {

@@ -26,12 +26,12 @@ pub struct RaftOptions {
 
 impl Default for RaftOptions {
     fn default() -> Self {
-        // Heartbeats are per group and not yet coalesced per node, so they stay well apart;
-        // elections still finish within a few seconds of a leader's death.
+        // Heartbeats are per group and not yet coalesced per node; at 250 ms they stay cheap for
+        // tens of groups per node while a dead leader is replaced within about 3 s.
         RaftOptions {
-            heartbeat_ms: 500,
-            election_min_ms: 1500,
-            election_max_ms: 3000,
+            heartbeat_ms: 250,
+            election_min_ms: 1000,
+            election_max_ms: 2000,
             snapshot_every_entries: 20_000,
         }
     }
@@ -122,6 +122,9 @@ impl RaftHost {
             // Entries can be 10 MiB PutRecords batches: keep an AppendEntries under the message limit.
             max_payload_entries: 16,
             install_snapshot_timeout: 60_000,
+            // A node cut off from its group must not inflate the term while alone and then force a
+            // new election when it returns.
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()

@@ -56,8 +56,10 @@ impl PeerClients {
         let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
+            // A peer cut off mid-call is noticed within seconds, not at the OS TCP timeout.
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         self.peers.write().insert(node, (addr.to_string(), channel));
     }
