@@ -7,10 +7,15 @@
 //!
 //! # Why hand-written
 //!
-//! raft-engine requires rust-protobuf 2 message types for its entries and builds lz4 C
-//! code; raft-log (databend) holds one log per instance, so groups could not share
-//! fsyncs. What is needed here is small: segment files, a CRC32 per record, one writer
-//! thread, group commit.
+//! Measured on one workload (G groups each making 500 durable 1 KiB appends, all groups at
+//! once, fsync on): at G = 64 this engine made ~100k appends/s with ~1,000 fsyncs, raft-engine
+//! ~78k/s with ~1,000, raft-log ~17-22k/s with 32,000 (it holds one log per instance, so groups
+//! cannot share fsyncs); at G = 16 this engine and raft-engine are within noise (~30k/s), and
+//! at G = 1 raft-engine is faster (121 vs ~220 us median, it syncs on the caller's thread).
+//! raft-engine was still passed over for its weight: entries must be rust-protobuf 2 messages
+//! (raft-proto), and it builds lz4 C code and prometheus, about twice this crate's cold build.
+//! What is needed here is small: segment files, a CRC32 per record, one writer thread, group
+//! commit.
 //!
 //! # Layout and recovery
 //!
