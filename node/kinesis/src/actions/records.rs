@@ -103,25 +103,35 @@ pub(super) async fn put_records(api: &KinesisApi, input: &Input) -> Result<Doc, 
     ]))
 }
 
-pub(super) async fn get_shard_iterator(
-    api: &KinesisApi,
-    input: &Input,
-) -> Result<Doc, KinesisError> {
-    let stream = stream_name(input)?;
-    let shard_id = input.req_str("ShardId")?;
-    let kind = input.req_str("ShardIteratorType")?;
-    let kind = match kind.as_str() {
+/// A ShardIteratorType (or StartingPosition.Type) by its Kinesis name; `member` names it in the
+/// error.
+pub(super) fn iterator_type(
+    value: &str,
+    member: &str,
+) -> Result<v1::ShardIteratorType, KinesisError> {
+    Ok(match value {
         "AT_SEQUENCE_NUMBER" => v1::ShardIteratorType::AtSequenceNumber,
         "AFTER_SEQUENCE_NUMBER" => v1::ShardIteratorType::AfterSequenceNumber,
         "TRIM_HORIZON" => v1::ShardIteratorType::TrimHorizon,
         "LATEST" => v1::ShardIteratorType::Latest,
         "AT_TIMESTAMP" => v1::ShardIteratorType::AtTimestamp,
         other => {
-            return Err(KinesisError::validation(format!(
-                "1 validation error detected: Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]"
-            )));
+            return Err(codec::validation(
+                member,
+                other,
+                "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
+            ));
         }
-    };
+    })
+}
+
+pub(super) async fn get_shard_iterator(
+    api: &KinesisApi,
+    input: &Input,
+) -> Result<Doc, KinesisError> {
+    let stream = stream_name(input)?;
+    let shard_id = input.req_str("ShardId")?;
+    let kind = iterator_type(&input.req_str("ShardIteratorType")?, "shardIteratorType")?;
     let resp = api
         .gw
         .get_shard_iterator(v1::GetShardIteratorRequest {

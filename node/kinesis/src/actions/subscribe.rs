@@ -39,18 +39,7 @@ pub(super) async fn subscribe(api: &KinesisApi, input: &Input) -> Result<Reply, 
             "Consumer {consumer_arn} is not ACTIVE."
         )));
     }
-    let kind = match start.req_str("Type")?.as_str() {
-        "AT_SEQUENCE_NUMBER" => v1::ShardIteratorType::AtSequenceNumber,
-        "AFTER_SEQUENCE_NUMBER" => v1::ShardIteratorType::AfterSequenceNumber,
-        "TRIM_HORIZON" => v1::ShardIteratorType::TrimHorizon,
-        "LATEST" => v1::ShardIteratorType::Latest,
-        "AT_TIMESTAMP" => v1::ShardIteratorType::AtTimestamp,
-        other => {
-            return Err(KinesisError::validation(format!(
-                "1 validation error detected: Value '{other}' at 'startingPosition.type' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]"
-            )));
-        }
-    };
+    let kind = super::records::iterator_type(&start.req_str("Type")?, "startingPosition.type")?;
     let iterator = api
         .gw
         .get_shard_iterator(v1::GetShardIteratorRequest {
