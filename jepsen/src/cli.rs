@@ -32,6 +32,8 @@ pub enum NemesisArg {
     Kill,
     Pause,
     Partition,
+    Lossy,
+    PartitionLeader,
     None,
 }
 
@@ -41,6 +43,8 @@ impl NemesisArg {
             NemesisArg::Kill => Some(Kind::Kill),
             NemesisArg::Pause => Some(Kind::Pause),
             NemesisArg::Partition => Some(Kind::Partition),
+            NemesisArg::Lossy => Some(Kind::Lossy),
+            NemesisArg::PartitionLeader => Some(Kind::PartitionLeader),
             NemesisArg::None => None,
         }
     }
@@ -54,7 +58,8 @@ pub struct TestArgs {
     /// Seconds of workload under faults (setup, healing and the final drain come on top).
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
-    /// Nemeses to schedule, comma-separated: kill, pause, partition (or none).
+    /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader (or
+    /// none).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     pub nemesis: Vec<NemesisArg>,
     /// Seed of every random choice (fault schedule, batch sizes, keys); printed, and a run is
@@ -134,6 +139,23 @@ mod tests {
             vec![NemesisArg::Partition, NemesisArg::Kill, NemesisArg::Pause]
         );
         assert_eq!((t.shards, t.clients), (4, 8));
+    }
+
+    #[test]
+    fn the_network_nemeses_parse_by_their_names() {
+        let cli = Cli::try_parse_from([
+            "streamd-jepsen",
+            "test",
+            "--nemesis",
+            "lossy,partition-leader,kill",
+        ])
+        .unwrap();
+        let Command::Test(t) = cli.command else {
+            panic!("not a test command");
+        };
+        let kinds: Vec<_> = t.nemesis.iter().filter_map(|n| n.kind()).collect();
+        assert_eq!(kinds, vec![Kind::Lossy, Kind::PartitionLeader, Kind::Kill]);
+        assert_eq!(Kind::PartitionLeader.name(), "partition-leader");
     }
 
     #[test]

@@ -102,11 +102,12 @@ pub enum Phase {
 pub struct FaultEvent {
     /// Pairs a start with its end.
     pub id: u64,
-    /// `kill`, `pause`, `partition`, or `crash` (a node that exited on its own).
+    /// `kill`, `pause`, `partition`, `lossy`, `partition-leader`, or `crash` (a node that exited
+    /// on its own).
     pub kind: String,
     pub phase: Phase,
     pub nodes: Vec<u64>,
-    /// For partitions: the sides, each a list of node ids.
+    /// For partitions (`partition-leader` too): the sides, each a list of node ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -211,6 +211,19 @@ impl Netns {
         Ok(())
     }
 
+    /// Drops `percent`% of the packets on node `id`'s link, in both directions, with the
+    /// iptables statistic match inside its namespace (its loopback is left alone). Healed by
+    /// [`Netns::heal`].
+    pub fn lossy(&self, id: u64, percent: u32) -> Result<(), NetError> {
+        let ns = self.ns(id);
+        for rule in lossy_rules(&self.node_veth(id), percent) {
+            let mut args = vec!["netns", "exec", &ns, "iptables", "-w"];
+            args.extend(rule.iter().map(String::as_str));
+            run("ip", &args)?;
+        }
+        Ok(())
+    }
+
     /// Removes every partition rule (the namespaces are the run's own, so their chains are
     /// flushed whole).
     pub fn heal(&self) -> Result<(), NetError> {
@@ -240,6 +253,33 @@ impl Netns {
     }
 }
 
+/// The iptables arguments (after `iptables -w`) that drop `percent`% of the packets entering
+/// and leaving through `iface`, each packet independently.
+pub fn lossy_rules(iface: &str, percent: u32) -> Vec<Vec<String>> {
+    let probability = format!("{:.2}", f64::from(percent.min(100)) / 100.0);
+    [("INPUT", "-i"), ("OUTPUT", "-o")]
+        .into_iter()
+        .map(|(chain, dir)| {
+            [
+                "-A",
+                chain,
+                dir,
+                iface,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &probability,
+                "-j",
+                "DROP",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+        .collect()
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         self.teardown();
@@ -262,6 +302,25 @@ mod tests {
         assert_eq!(net.ns(3), "sd-231-3");
         assert_eq!(net.ip(3), Ipv4Addr::new(10, 231, 0, 13));
         assert_eq!(net.bridge_ip(), Ipv4Addr::new(10, 231, 0, 1));
+    }
+
+    #[test]
+    fn lossy_rules_drop_a_share_of_the_link_both_ways() {
+        let rules = lossy_rules("sd40n2", 20);
+        assert_eq!(
+            rules[0].join(" "),
+            "-A INPUT -i sd40n2 -m statistic --mode random --probability 0.20 -j DROP"
+        );
+        assert_eq!(
+            rules[1].join(" "),
+            "-A OUTPUT -o sd40n2 -m statistic --mode random --probability 0.20 -j DROP"
+        );
+        assert_eq!(rules.len(), 2);
+        assert!(
+            lossy_rules("x", 250)[0]
+                .join(" ")
+                .contains("--probability 1.00")
+        );
     }
 
     #[test]

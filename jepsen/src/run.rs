@@ -309,13 +309,18 @@ fn available_kinds(
     let mut skipped = BTreeMap::new();
     for kind in args.nemesis.iter().filter_map(|n| n.kind()) {
         let reason = match kind {
-            Kind::Partition if net.is_none() => {
+            Kind::Partition | Kind::PartitionLeader if net.is_none() => {
                 Some("no network namespaces (loopback fallback): partitions need them".to_string())
             }
-            Kind::Partition if net::find_program("iptables").is_none() => {
+            Kind::Lossy if net.is_none() => {
+                Some("no network namespaces (loopback fallback): lossy links need them".to_string())
+            }
+            Kind::Partition | Kind::PartitionLeader | Kind::Lossy
+                if net::find_program("iptables").is_none() =>
+            {
                 Some("`iptables` is not installed (Debian package `iptables`)".to_string())
             }
-            Kind::Partition if args.nodes < 3 => {
+            Kind::Partition | Kind::PartitionLeader if args.nodes < 3 => {
                 Some("a partition that keeps a majority needs at least 3 nodes".to_string())
             }
             _ => None,
@@ -480,6 +485,11 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     let target = Target {
         cluster: cluster.clone(),
         net: net.clone(),
+        endpoints: specs
+            .iter()
+            .map(|s| (s.id, s.grpc_addr.to_string()))
+            .collect(),
+        stream: STREAM.into(),
     };
     let nemesis_task = tokio::spawn(nemesis::drive(
         schedule,
@@ -515,8 +525,12 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             Some(reason) => json!({"run": false, "reason": reason}),
             None => {
                 let t = tally.get(&arg).cloned().unwrap_or_default();
-                json!({"run": t.started > 0, "planned": t.planned, "started": t.started,
-                       "healed": t.healed, "errors": t.errors})
+                let mut entry = json!({"run": t.started > 0, "planned": t.planned,
+                       "started": t.started, "healed": t.healed, "errors": t.errors});
+                if !t.notes.is_empty() {
+                    entry["notes"] = json!(t.notes);
+                }
+                entry
             }
         };
         nemeses.insert(arg.name(), entry);
@@ -629,7 +643,7 @@ pub async fn test(args: TestArgs) -> i32 {
         "args",
         json!({"nodes": args.nodes, "time_limit_s": args.time_limit, "shards": args.shards,
                "clients": args.clients, "readers": args.readers, "rate": args.rate,
-               "nemesis": args.nemesis.iter().map(|n| format!("{n:?}").to_lowercase()).collect::<Vec<_>>(),
+               "nemesis": args.nemesis.iter().map(|n| n.kind().map_or("none", Kind::name)).collect::<Vec<_>>(),
                "out": out.display().to_string()}),
     );
     log.info.insert("seed", json!(seed));

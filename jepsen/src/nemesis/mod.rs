@@ -3,7 +3,9 @@
 //!
 //! [`plan`] is a pure function of (seed, enabled kinds, nodes, time limit): the same seed replays
 //! the same faults at the same offsets on the same nodes. [`drive`] carries a plan out; each kind
-//! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`) with its start and heal.
+//! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`, `lossy.rs`,
+//! `partition_leader.rs`) with its start and heal. A `partition-leader` fault draws which group's
+//! leader to isolate when planned, but finds that leader only when it starts.
 //! Faults never overlap: each is healed before the next starts, and every one of them leaves a
 //! majority of nodes connected and running.
 
@@ -20,7 +22,9 @@ use crate::history::{F, FaultEvent, Op, OpType, Phase, Recorder};
 use crate::net::Netns;
 
 pub mod kill;
+pub mod lossy;
 pub mod partition;
+pub mod partition_leader;
 pub mod pause;
 
 /// Gap before each fault, and how long it lasts (milliseconds).
@@ -38,6 +42,13 @@ pub enum Kind {
     Pause,
     /// iptables DROP between the sides: random halves, or one node isolated.
     Partition,
+    // New kinds go after the existing ones: `plan` indexes the sorted enabled kinds, so the order
+    // keeps old seeds replaying the same schedule for the old kind sets.
+    /// iptables statistic DROP of a share of one node's packets, in and out.
+    Lossy,
+    /// One node isolated: the current leader of a random shard, or of the metadata group.
+    #[serde(rename = "partition-leader")]
+    PartitionLeader,
 }
 
 impl Kind {
@@ -46,6 +57,8 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Partition => "partition",
+            Kind::Lossy => "lossy",
+            Kind::PartitionLeader => "partition-leader",
         }
     }
 }
@@ -63,6 +76,22 @@ pub enum Fault {
         shape: partition::Shape,
         groups: Vec<Vec<u64>>,
     },
+    Lossy {
+        node: u64,
+        /// Percentage of the node's packets dropped, each way.
+        percent: u32,
+    },
+    #[serde(rename = "partition-leader")]
+    PartitionLeader {
+        of: partition_leader::LeaderOf,
+        /// Which shard (modulo the shard count when the fault starts).
+        pick: u64,
+        /// The node isolated when no leader is known.
+        fallback: u64,
+        /// Filled in when the fault starts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        found: Option<partition_leader::Found>,
+    },
 }
 
 impl Fault {
@@ -71,13 +100,27 @@ impl Fault {
             Fault::Kill { .. } => Kind::Kill,
             Fault::Pause { .. } => Kind::Pause,
             Fault::Partition { .. } => Kind::Partition,
+            Fault::Lossy { .. } => Kind::Lossy,
+            Fault::PartitionLeader { .. } => Kind::PartitionLeader,
+        }
+    }
+
+    /// For partitions: the sides (empty until a `partition-leader` fault has found its node).
+    pub fn groups(&self) -> Vec<Vec<u64>> {
+        match self {
+            Fault::Partition { groups, .. } => groups.clone(),
+            Fault::PartitionLeader { found: Some(f), .. } => f.groups.clone(),
+            _ => Vec::new(),
         }
     }
 
     /// The nodes the fault acts on (for a partition: the minority side).
     pub fn nodes(&self) -> Vec<u64> {
         match self {
-            Fault::Kill { node } | Fault::Pause { node } => vec![*node],
+            Fault::Kill { node } | Fault::Pause { node } | Fault::Lossy { node, .. } => {
+                vec![*node]
+            }
+            Fault::PartitionLeader { found, .. } => found.iter().map(|f| f.isolated).collect(),
             Fault::Partition { groups, .. } => groups
                 .iter()
                 .min_by_key(|g| g.len())
@@ -93,6 +136,21 @@ impl Fault {
             Fault::Partition { shape, groups } => {
                 format!("partition ({}) {groups:?}", shape.name())
             }
+            Fault::Lossy { node, percent } => {
+                format!("lossy links of node {node} (drop {percent}% in and out)")
+            }
+            Fault::PartitionLeader {
+                of,
+                pick,
+                fallback,
+                found,
+            } => match found {
+                Some(f) => partition_leader::describe(f),
+                None => format!(
+                    "partition-leader of {} (pick {pick}, fallback node {fallback})",
+                    of.name()
+                ),
+            },
         }
     }
 }
@@ -139,6 +197,11 @@ pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<
                 node: rng.random_range(1..=nodes),
             },
             Kind::Partition => partition::draw(&mut rng, nodes),
+            Kind::Lossy => Fault::Lossy {
+                node: rng.random_range(1..=nodes),
+                percent: lossy::PERCENT,
+            },
+            Kind::PartitionLeader => partition_leader::draw(&mut rng, nodes),
         };
         out.push(Planned {
             id: out.len() as u64 + 1,
@@ -155,6 +218,10 @@ pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<
 pub struct Target {
     pub cluster: Arc<Mutex<Cluster>>,
     pub net: Option<Arc<Netns>>,
+    /// Each node's gRPC address, to ask who leads what.
+    pub endpoints: Vec<(u64, String)>,
+    /// The test stream.
+    pub stream: String,
 }
 
 impl Target {
@@ -176,6 +243,8 @@ pub struct Tally {
     pub started: usize,
     pub healed: usize,
     pub errors: Vec<String>,
+    /// What the nemesis had to settle for (a `partition-leader` with no leader known).
+    pub notes: Vec<String>,
 }
 
 async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
@@ -183,6 +252,11 @@ async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
         Fault::Kill { node } => kill::start(target, *node),
         Fault::Pause { node } => pause::start(target, *node),
         Fault::Partition { groups, .. } => partition::start(target, groups.clone()).await,
+        Fault::Lossy { node, percent } => lossy::start(target, *node, *percent).await,
+        Fault::PartitionLeader { found, .. } => match found {
+            Some(f) => partition::start(target, f.groups.clone()).await,
+            None => Err("no node to isolate".into()),
+        },
     }
 }
 
@@ -190,16 +264,15 @@ async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
     match fault {
         Fault::Kill { node } => kill::heal(target, *node),
         Fault::Pause { node } => pause::heal(target, *node),
-        Fault::Partition { .. } => partition::heal(target).await,
+        Fault::Partition { .. } | Fault::Lossy { .. } | Fault::PartitionLeader { .. } => {
+            partition::heal(target).await
+        }
     }
 }
 
 fn record(rec: &Recorder, planned: &Planned, phase: Phase, error: Option<String>) {
     let mut op = Op::new(OpType::Info, F::Fault, "nemesis", rec.next_op(), rec.now());
-    let groups = match &planned.fault {
-        Fault::Partition { groups, .. } => groups.clone(),
-        _ => Vec::new(),
-    };
+    let groups = planned.fault.groups();
     op.fault = Some(FaultEvent {
         id: planned.id,
         kind: planned.fault.kind().name().into(),
@@ -225,7 +298,7 @@ pub async fn drive(
     for p in &schedule {
         tally.entry(p.fault.kind()).or_default().planned += 1;
     }
-    for p in schedule {
+    for mut p in schedule {
         let kind = p.fault.kind();
         let stopped = tokio::select! {
             _ = tokio::time::sleep_until(origin + p.at) => false,
@@ -233,6 +306,14 @@ pub async fn drive(
         };
         if stopped {
             break;
+        }
+        if let Some(note) = partition_leader::resolve(&target, &mut p.fault).await {
+            println!("nemesis: #{} {note}", p.id);
+            tally
+                .entry(kind)
+                .or_default()
+                .notes
+                .push(format!("#{}: {note}", p.id));
         }
         println!(
             "nemesis: {:>7.1}s start #{} {}",
@@ -345,6 +426,95 @@ mod tests {
                 t = p.at + p.duration;
             }
         }
+    }
+
+    #[test]
+    fn new_kinds_sort_after_the_old_ones_so_old_seeds_replay() {
+        // `plan` indexes the sorted enabled kinds: the old kinds keep their places.
+        let mut all = vec![
+            Kind::PartitionLeader,
+            Kind::Lossy,
+            Kind::Partition,
+            Kind::Pause,
+            Kind::Kill,
+        ];
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            vec![
+                Kind::Kill,
+                Kind::Pause,
+                Kind::Partition,
+                Kind::Lossy,
+                Kind::PartitionLeader
+            ]
+        );
+        let old = plan(
+            5,
+            &[Kind::Kill, Kind::Pause, Kind::Partition],
+            3,
+            Duration::from_secs(60),
+        );
+        assert!(old.iter().all(|p| p.fault.kind() <= Kind::Partition));
+    }
+
+    #[test]
+    fn lossy_and_partition_leader_are_drawn_when_enabled() {
+        let s = plan(
+            5,
+            &[Kind::Lossy, Kind::PartitionLeader, Kind::Kill],
+            3,
+            Duration::from_secs(300),
+        );
+        let kinds: std::collections::BTreeSet<Kind> = s.iter().map(|p| p.fault.kind()).collect();
+        assert!(kinds.contains(&Kind::Lossy), "{s:?}");
+        assert!(kinds.contains(&Kind::PartitionLeader), "{s:?}");
+        for p in &s {
+            match &p.fault {
+                Fault::Lossy { node, percent } => {
+                    assert!((1..=3).contains(node));
+                    assert_eq!(*percent, lossy::PERCENT);
+                }
+                Fault::PartitionLeader {
+                    fallback, found, ..
+                } => {
+                    assert!((1..=3).contains(fallback));
+                    // Found only when the fault starts; until then it names no node.
+                    assert!(found.is_none() && p.fault.nodes().is_empty());
+                }
+                _ => {}
+            }
+        }
+        let again = plan(
+            5,
+            &[Kind::Kill, Kind::PartitionLeader, Kind::Lossy],
+            3,
+            Duration::from_secs(300),
+        );
+        assert_eq!(s, again);
+    }
+
+    #[test]
+    fn a_found_leader_is_the_node_recorded_and_isolated() {
+        let fault = Fault::PartitionLeader {
+            of: partition_leader::LeaderOf::Metadata,
+            pick: 0,
+            fallback: 1,
+            found: Some(partition_leader::Found {
+                group: "metadata".into(),
+                leader: Some(3),
+                isolated: 3,
+                views: Default::default(),
+                groups: partition_leader::isolate(3, &[1, 2, 3]),
+            }),
+        };
+        assert_eq!(fault.nodes(), vec![3]);
+        assert_eq!(fault.groups(), vec![vec![3], vec![1, 2]]);
+        assert!(
+            fault
+                .describe()
+                .contains("isolate node 3, leader of metadata")
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ fn fault_color(kind: &str) -> RGBColor {
         "kill" => RGBColor(220, 50, 50),
         "pause" => RGBColor(220, 190, 0),
         "partition" => RGBColor(40, 90, 220),
+        "lossy" => RGBColor(150, 60, 200),
+        "partition-leader" => RGBColor(0, 165, 165),
         _ => RGBColor(120, 120, 120),
     }
 }
@@ -207,13 +209,15 @@ fn draw(facts: &Facts, canvas: &mut Canvas) -> Result<(), PlotError> {
 }
 
 fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
-    let items: [(&str, RGBColor, bool); 6] = [
+    let items: [(&str, RGBColor, bool); 8] = [
         ("ok", OK, false),
         ("fail", FAIL, false),
         ("info", INFO, false),
         ("kill", fault_color("kill"), true),
         ("pause", fault_color("pause"), true),
         ("partition", fault_color("partition"), true),
+        ("lossy", fault_color("lossy"), true),
+        ("partition-leader", fault_color("partition-leader"), true),
     ];
     let mut x = 20;
     for (label, color, shaded) in items {
