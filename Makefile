@@ -35,11 +35,12 @@ sdk-tests:
 	cargo build --release --workspace --all-targets
 	python3 -m pytest $(KINESIS_TESTS)/python -q -W ignore::DeprecationWarning
 
-# A short fault-injection campaign with a fixed seed: kills, pauses and partitions on three nodes
+# A short fault-injection campaign with a fixed seed that draws every nemesis (partition, pause,
+# leader isolation, lossy links, kill -9) on three nodes
 # in network namespaces; fails on any anomaly (jepsen/README.md runs longer ones).
 jepsen-smoke:
 	cargo build --release --workspace --all-targets
-	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause --seed 3 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader --seed 8 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
 
 run:
 	cargo run --release --bin streamd
