@@ -157,26 +157,23 @@ impl Cluster {
     }
 
     pub fn pause(&mut self, id: u64) -> io::Result<()> {
-        let node = self.node_mut(id)?;
-        let pid = node
-            .child
-            .as_ref()
-            .map(Child::id)
-            .ok_or_else(|| io::Error::other(format!("node {id} is not running")))?;
-        signal::send(pid, Signal::Stop)?;
-        node.paused = true;
-        Ok(())
+        self.signal_paused(id, Signal::Stop, true)
     }
 
     pub fn resume(&mut self, id: u64) -> io::Result<()> {
+        self.signal_paused(id, Signal::Cont, false)
+    }
+
+    /// Sends SIGSTOP or SIGCONT to a running node and records whether it is now paused.
+    fn signal_paused(&mut self, id: u64, sig: Signal, paused: bool) -> io::Result<()> {
         let node = self.node_mut(id)?;
         let pid = node
             .child
             .as_ref()
             .map(Child::id)
             .ok_or_else(|| io::Error::other(format!("node {id} is not running")))?;
-        signal::send(pid, Signal::Cont)?;
-        node.paused = false;
+        signal::send(pid, sig)?;
+        node.paused = paused;
         Ok(())
     }
 
