@@ -234,6 +234,7 @@ impl StreamdClient {
             next_token: None,
             exclusive_start_shard_id: None,
             max_results: None,
+            shard_filter: None,
         };
         let mut shards = Vec::new();
         loop {
@@ -252,6 +253,62 @@ impl StreamdClient {
                 _ => return Ok(shards),
             }
         }
+    }
+
+    /// Starts splitting `shard_id` at `new_starting_hash_key` (decimal); the stream is UPDATING
+    /// until the children open.
+    pub async fn split_shard(
+        &self,
+        name: &str,
+        shard_id: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<(), ClientError> {
+        let req = v1::SplitShardRequest {
+            stream_name: name.to_string(),
+            shard_to_split: shard_id.to_string(),
+            new_starting_hash_key: new_starting_hash_key.to_string(),
+        };
+        self.write("SplitShard", req, |mut c, r| async move {
+            c.split_shard(r).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Starts merging two adjacent shards.
+    pub async fn merge_shards(
+        &self,
+        name: &str,
+        shard_id: &str,
+        adjacent_shard_id: &str,
+    ) -> Result<(), ClientError> {
+        let req = v1::MergeShardsRequest {
+            stream_name: name.to_string(),
+            shard_to_merge: shard_id.to_string(),
+            adjacent_shard_to_merge: adjacent_shard_id.to_string(),
+        };
+        self.write("MergeShards", req, |mut c, r| async move {
+            c.merge_shards(r).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Starts uniform scaling to `target` open shards.
+    pub async fn update_shard_count(
+        &self,
+        name: &str,
+        target: u32,
+    ) -> Result<v1::UpdateShardCountResponse, ClientError> {
+        let req = v1::UpdateShardCountRequest {
+            stream_name: name.to_string(),
+            target_shard_count: target,
+            scaling_type: v1::ScalingType::UniformScaling as i32,
+        };
+        self.write("UpdateShardCount", req, |mut c, r| async move {
+            c.update_shard_count(r).await
+        })
+        .await
     }
 
     pub async fn increase_retention(&self, name: &str, hours: u32) -> Result<(), ClientError> {

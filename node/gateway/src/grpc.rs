@@ -92,4 +92,16 @@ impl Streamd for StreamdService {
     ) -> R<v1::ClusterStatusResponse> {
         done(self.gw.cluster_status())
     }
+    async fn split_shard(&self, r: Request<v1::SplitShardRequest>) -> R<v1::SplitShardResponse> {
+        done(self.gw.split_shard(r.into_inner()).await)
+    }
+    async fn merge_shards(&self, r: Request<v1::MergeShardsRequest>) -> R<v1::MergeShardsResponse> {
+        done(self.gw.merge_shards(r.into_inner()).await)
+    }
+    async fn update_shard_count(
+        &self,
+        r: Request<v1::UpdateShardCountRequest>,
+    ) -> R<v1::UpdateShardCountResponse> {
+        done(self.gw.update_shard_count(r.into_inner()).await)
+    }
 }

@@ -95,6 +95,23 @@ impl Gateway {
         }
     }
 
+    /// Seals shard group `group` for reshard `op_id` on its leader; returns the ending sequence
+    /// number (the first seal's, when the shard was sealed before).
+    pub async fn seal_shard(
+        &self,
+        group: u64,
+        replicas: &[u64],
+        op_id: u64,
+    ) -> Result<u128, ApiError> {
+        let req = bincode::serialize(&streamd_shard::command::ShardRequest::Seal { op_id })
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let reply = self.propose_to_leader(group, replicas, req).await?;
+        match bincode::deserialize(&reply).map_err(|e| ApiError::internal(e.to_string()))? {
+            streamd_shard::command::ShardReply::Sealed { ending_seq } => Ok(ending_seq),
+            _ => Err(ApiError::internal("unexpected reply to a seal")),
+        }
+    }
+
     /// Runs a query on a replica of `group`: the local one when this node has it.
     pub(crate) async fn query_replica(
         &self,

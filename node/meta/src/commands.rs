@@ -7,6 +7,7 @@ use streamd_proto::ids::{HashKeyRange, SequenceNumber, ShardId};
 use streamd_proto::limits::{MAX_RETENTION_HOURS, MIN_RETENTION_HOURS};
 
 use crate::placement::place_replicas;
+use crate::reshard::ReshardRequest;
 use crate::state::{
     ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus,
 };
@@ -84,6 +85,25 @@ pub enum MetaCommand {
     },
     SetBillingCommitment {
         status: String,
+        now_ms: i64,
+    },
+    /// Plans a reshard's first wave (SplitShard, MergeShards, UpdateShardCount).
+    Reshard {
+        name: String,
+        request: ReshardRequest,
+        now_ms: i64,
+    },
+    /// Commits a planned wave once every parent is sealed: `endings` are the sequence numbers
+    /// of the parents' Seal entries.
+    CompleteReshard {
+        name: String,
+        op_id: u64,
+        endings: Vec<(ShardId, u128)>,
+        now_ms: i64,
+    },
+    /// Forgets closed shards whose retention ran out.
+    ExpireShards {
+        name: String,
         now_ms: i64,
     },
 }
@@ -170,6 +190,9 @@ impl MetaState {
                         starting_seq: SequenceNumber::first_of_group(group_id).0,
                         ending_seq: None,
                         ready: false,
+                        pending: false,
+                        created_ms: now_ms,
+                        closed_ms: None,
                     });
                 }
                 let arn = format!("arn:aws:kinesis:{region}:000000000000:stream/{name}");
@@ -190,6 +213,7 @@ impl MetaState {
                         max_record_size_kib: 1024,
                         warm_throughput_mibps: None,
                         consumers: Vec::new(),
+                        reshard: None,
                     },
                 );
                 Ok(MetaReply::Done)
@@ -440,6 +464,18 @@ impl MetaState {
                 self.billing_commitment = Some((status, now_ms));
                 Ok(MetaReply::Done)
             }
+            MetaCommand::Reshard {
+                name,
+                request,
+                now_ms,
+            } => self.start_reshard(&name, request, now_ms),
+            MetaCommand::CompleteReshard {
+                name,
+                op_id,
+                endings,
+                now_ms,
+            } => self.complete_reshard(&name, op_id, &endings, now_ms),
+            MetaCommand::ExpireShards { name, now_ms } => self.expire_shards(&name, now_ms),
         }
     }
 }

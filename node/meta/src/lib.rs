@@ -5,6 +5,8 @@
 //! - `commands.rs`: [`MetaCommand`], every change to it, and `apply` (deterministic; placement
 //!   of new shards is decided here, from the state alone, so every replica agrees).
 //! - `placement.rs`: pure placement of replica sets.
+//! - `reshard.rs`: SplitShard, MergeShards and UpdateShardCount as planned waves of splits and
+//!   merges (pure planning, applied by `commands.rs`).
 //! - `planner.rs`: pure reconciliation: what this node must do so its Raft groups match the map
 //!   (open, initialize, drop, report ready). The server's driver carries the actions out.
 //! - `state_machine.rs`: the Raft state machine over [`MetaState`].
@@ -14,6 +16,7 @@
 mod commands;
 mod placement;
 mod planner;
+mod reshard;
 mod state;
 mod state_machine;
 
@@ -22,7 +25,9 @@ pub use commands::{
 };
 pub use placement::place_replicas;
 pub use planner::{LocalGroup, NodeAction, plan_node};
+pub use reshard::{Primitive, ReshardRequest, check_scaling, next_scaling_wave};
 pub use state::{
-    ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ShardMeta, StreamMeta, StreamStatus,
+    ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ReshardOp, ReshardStep, ShardMeta,
+    StreamMeta, StreamStatus,
 };
 pub use state_machine::{META_TREE, MetaService, MetaStateMachine};

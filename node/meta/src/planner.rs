@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use streamd_proto::ids::ShardId;
+
 use crate::state::MetaState;
 
 /// A shard group running on this node, as the driver sees it.
@@ -10,7 +12,16 @@ use crate::state::MetaState;
 pub struct LocalGroup {
     pub group: u64,
     pub is_leader: bool,
+    /// True once this replica has ever heard of a leader since it opened the group.
+    pub leader_seen: bool,
+    /// How long ago this node opened the group.
+    pub opened_ms_ago: u64,
 }
+
+/// A new group's designated first replica may be down; past this, any replica of a group that
+/// never had a leader initializes it too (same membership on every replica, which openraft
+/// allows: the vote decides).
+pub(crate) const INITIALIZE_FALLBACK_MS: u64 = 3_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAction {
@@ -23,11 +34,27 @@ pub enum NodeAction {
     },
     /// The group is in no stream any more: stop it and delete its data.
     DropGroup { group: u64 },
+    /// Initialize a group this node already runs: its designated first replica has not formed
+    /// it in time.
+    InitializeGroup {
+        group: u64,
+        members: BTreeMap<u64, String>,
+    },
     /// Tell the metadata group that this shard group has a leader.
     ReportReady { group: u64 },
     /// (Metadata leader only.) A registered consumer needs nothing built: subscribers read from
     /// the shards' own storage, so it becomes usable at once.
     ActivateConsumer { arn: String },
+    /// (Metadata leader only.) Every child of a planned reshard wave has a leader: seal each
+    /// parent through its own log, then commit the wave with the parents' ending sequence numbers.
+    DriveReshard {
+        stream: String,
+        op_id: u64,
+        /// (shard, group, replicas) of every parent.
+        parents: Vec<(ShardId, u64, Vec<u64>)>,
+    },
+    /// (Metadata leader only.) A closed shard of the stream is past retention: forget it.
+    ExpireShards { stream: String },
 }
 
 pub fn plan_node(
@@ -35,6 +62,7 @@ pub fn plan_node(
     me: u64,
     local: &[LocalGroup],
     meta_leader: bool,
+    now_ms: i64,
 ) -> Vec<NodeAction> {
     let mut actions = Vec::new();
     if meta_leader {
@@ -43,6 +71,31 @@ pub fn plan_node(
                 if c.status == crate::state::ConsumerStatus::Creating {
                     actions.push(NodeAction::ActivateConsumer { arn: c.arn.clone() });
                 }
+            }
+            if let Some(op) = &s.reshard {
+                let children_ready = op.children().all(|c| s.shard(c).is_some_and(|sh| sh.ready));
+                if children_ready {
+                    let parents = op
+                        .parents()
+                        .filter_map(|p| s.shard(p))
+                        .map(|sh| (sh.shard_id, sh.group_id, sh.replicas.clone()))
+                        .collect();
+                    actions.push(NodeAction::DriveReshard {
+                        stream: s.name.clone(),
+                        op_id: op.id,
+                        parents,
+                    });
+                }
+            }
+            let retention_ms = i64::from(s.retention_hours) * 3_600_000;
+            let expired = s.shards.iter().any(|sh| {
+                sh.closed_ms
+                    .is_some_and(|c| c.saturating_add(retention_ms) <= now_ms)
+            });
+            if expired {
+                actions.push(NodeAction::ExpireShards {
+                    stream: s.name.clone(),
+                });
             }
         }
     }
@@ -69,7 +122,24 @@ pub fn plan_node(
     for g in local {
         if !wanted.contains(&g.group) {
             actions.push(NodeAction::DropGroup { group: g.group });
-        } else if g.is_leader
+            continue;
+        }
+        if let Some((_, sh)) = state.shard_by_group(g.group)
+            && !sh.ready
+            && !g.leader_seen
+            && g.opened_ms_ago >= INITIALIZE_FALLBACK_MS
+        {
+            let members = sh
+                .replicas
+                .iter()
+                .filter_map(|id| state.nodes.get(id).map(|n| (*id, n.addr.clone())))
+                .collect();
+            actions.push(NodeAction::InitializeGroup {
+                group: g.group,
+                members,
+            });
+        }
+        if g.is_leader
             && state
                 .shard_by_group(g.group)
                 .is_some_and(|(_, sh)| !sh.ready)
@@ -116,7 +186,7 @@ mod tests {
         let s = state();
         let mut inits = BTreeMap::new();
         for me in 1..=3 {
-            for a in plan_node(&s, me, &[], false) {
+            for a in plan_node(&s, me, &[], false, 0) {
                 if let NodeAction::OpenShard {
                     group,
                     members,
@@ -140,20 +210,90 @@ mod tests {
             LocalGroup {
                 group: 1,
                 is_leader: true,
+                leader_seen: true,
+                opened_ms_ago: 10_000,
             },
             LocalGroup {
                 group: 2,
                 is_leader: false,
+                leader_seen: true,
+                opened_ms_ago: 10_000,
             },
             LocalGroup {
                 group: 9,
                 is_leader: true,
+                leader_seen: true,
+                opened_ms_ago: 10_000,
             },
         ];
-        let a = plan_node(&s, 1, &local, false);
+        let a = plan_node(&s, 1, &local, false, 0);
         assert!(a.contains(&NodeAction::ReportReady { group: 1 }));
         assert!(!a.contains(&NodeAction::ReportReady { group: 2 }));
         assert!(a.contains(&NodeAction::DropGroup { group: 9 }));
         assert!(!a.iter().any(|x| matches!(x, NodeAction::OpenShard { .. })));
+    }
+
+    #[test]
+    fn replicas_initialize_a_group_whose_first_replica_never_formed_it() {
+        let s = state();
+        let local = |leader_seen, opened_ms_ago| {
+            [LocalGroup {
+                group: 1,
+                is_leader: false,
+                leader_seen,
+                opened_ms_ago,
+            }]
+        };
+        let inits = |l: &[LocalGroup]| {
+            plan_node(&s, 2, l, false, 0)
+                .into_iter()
+                .filter(|a| matches!(a, NodeAction::InitializeGroup { group: 1, .. }))
+                .count()
+        };
+        assert_eq!(inits(&local(false, INITIALIZE_FALLBACK_MS - 1)), 0);
+        assert_eq!(inits(&local(true, INITIALIZE_FALLBACK_MS)), 0);
+        assert_eq!(inits(&local(false, INITIALIZE_FALLBACK_MS)), 1);
+    }
+
+    #[test]
+    fn the_metadata_leader_seals_parents_only_once_every_child_has_a_leader() {
+        let mut s = state();
+        for g in [1, 2] {
+            s.apply(MetaCommand::ShardReady { group_id: g }).unwrap();
+        }
+        s.apply(MetaCommand::Reshard {
+            name: "a".into(),
+            request: crate::ReshardRequest::Merge {
+                shard: ShardId(0),
+                adjacent: ShardId(1),
+            },
+            now_ms: 5,
+        })
+        .unwrap();
+        let drive = |s: &MetaState, leader: bool| {
+            plan_node(s, 1, &[], leader, 5)
+                .into_iter()
+                .filter(|a| matches!(a, NodeAction::DriveReshard { .. }))
+                .count()
+        };
+        assert_eq!(drive(&s, true), 0, "the child has no leader yet");
+        // The child's replicas are opened like any shard's.
+        let opens = plan_node(&s, 1, &[], false, 5)
+            .into_iter()
+            .filter(|a| matches!(a, NodeAction::OpenShard { group: 3, .. }))
+            .count();
+        assert_eq!(opens, 1);
+        s.apply(MetaCommand::ShardReady { group_id: 3 }).unwrap();
+        assert_eq!(drive(&s, false), 0, "only the metadata leader drives");
+        match plan_node(&s, 1, &[], true, 5)
+            .into_iter()
+            .find(|a| matches!(a, NodeAction::DriveReshard { .. }))
+        {
+            Some(NodeAction::DriveReshard { parents, .. }) => {
+                let groups: Vec<u64> = parents.iter().map(|p| p.1).collect();
+                assert_eq!(groups, vec![1, 2]);
+            }
+            other => panic!("expected a reshard to drive, got {other:?}"),
+        }
     }
 }

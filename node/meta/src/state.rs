@@ -20,6 +20,18 @@ pub enum StreamStatus {
     Deleting,
 }
 
+impl StreamStatus {
+    /// As Kinesis spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamStatus::Creating => "CREATING",
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Updating => "UPDATING",
+            StreamStatus::Deleting => "DELETING",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMeta {
     pub shard_id: ShardId,
@@ -33,11 +45,50 @@ pub struct ShardMeta {
     pub ending_seq: Option<u128>,
     /// The shard's group elected a leader at least once.
     pub ready: bool,
+    /// A child of a reshard still in progress: its group exists but takes no writes, and no
+    /// listing shows it, until the reshard commits.
+    pub pending: bool,
+    pub created_ms: i64,
+    /// When the reshard that closed the shard committed.
+    pub closed_ms: Option<i64>,
 }
 
 impl ShardMeta {
+    /// Takes writes: committed and not closed.
     pub fn is_open(&self) -> bool {
-        self.ending_seq.is_none()
+        self.ending_seq.is_none() && !self.pending
+    }
+
+    /// Shown by DescribeStream and ListShards: everything but pending children.
+    pub fn is_listed(&self) -> bool {
+        !self.pending
+    }
+}
+
+/// A reshard in progress: one wave of splits and merges whose parents are sealed and whose
+/// children open together, in one metadata entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReshardOp {
+    /// Unique in the cluster; the Seal entries in the parents' logs carry it.
+    pub id: u64,
+    /// UpdateShardCount's target: once this wave commits, the next wave toward it is planned.
+    pub target: Option<u32>,
+    pub steps: Vec<ReshardStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReshardStep {
+    pub parents: Vec<ShardId>,
+    pub children: Vec<ShardId>,
+}
+
+impl ReshardOp {
+    pub fn parents(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.steps.iter().flat_map(|s| s.parents.iter().copied())
+    }
+
+    pub fn children(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.steps.iter().flat_map(|s| s.children.iter().copied())
     }
 }
 
@@ -61,6 +112,8 @@ pub struct StreamMeta {
     /// Warm throughput of an on-demand stream, in MiB/s.
     pub warm_throughput_mibps: Option<u32>,
     pub consumers: Vec<ConsumerMeta>,
+    /// The reshard in progress, if any (the stream is UPDATING meanwhile).
+    pub reshard: Option<ReshardOp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +160,8 @@ pub struct MetaState {
     pub resource_policies: BTreeMap<String, String>,
     /// The account's minimum throughput billing commitment: (status, since epoch ms).
     pub billing_commitment: Option<(String, i64)>,
+    /// Next reshard operation id.
+    pub next_op_id: u64,
 }
 
 impl MetaState {

@@ -1,13 +1,15 @@
 //! Carries out what the planner (`streamd_meta::plan_node`) decides for this node: opens and
 //! initializes shard replicas, drops replicas of deleted streams, reports new leaders to the
-//! metadata group, and has shard leaders trim records past their stream's retention.
+//! metadata group, drives reshards on the metadata leader (seal the parents, commit the wave),
+//! and has shard leaders trim records past their stream's retention.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use streamd_meta::{LocalGroup, MetaCommand, NodeAction, plan_node};
+use streamd_proto::ids::ShardId;
 use streamd_shard::command::ShardRequest;
 use streamd_shard::{SHARD_TREE, ShardReader, ShardService, ShardState, ShardStateMachine};
 use tokio::sync::watch;
@@ -19,10 +21,12 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(node: Node) {
     let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    // When this node first saw each local group, and whether it has seen a leader since.
+    let opened: Mutex<HashMap<u64, (tokio::time::Instant, bool)>> = Mutex::default();
     let mut changes = node.meta_changes.clone();
     let mut last_retention = tokio::time::Instant::now();
     loop {
-        reconcile(&node, &in_flight).await;
+        reconcile(&node, &in_flight, &opened).await;
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
             trim_expired(&node);
@@ -33,7 +37,11 @@ pub(crate) async fn run(node: Node) {
 }
 
 #[tracing::instrument(name = "driver.reconcile", skip_all)]
-async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
+async fn reconcile(
+    node: &Node,
+    in_flight: &Arc<Mutex<HashSet<u64>>>,
+    opened: &Mutex<HashMap<u64, (tokio::time::Instant, bool)>>,
+) {
     let me = node.host.node_id();
     let meta = node.meta.read().clone();
     for n in meta.nodes.values() {
@@ -43,16 +51,31 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
         .shards
         .read()
         .keys()
-        .map(|g| LocalGroup {
-            group: *g,
-            is_leader: node.host.group(*g).is_some_and(|h| h.status().is_leader),
+        .map(|g| {
+            let status = node.host.group(*g).map(|h| h.status());
+            let leader_known = status.as_ref().is_some_and(|s| s.leader.is_some());
+            let mut seen = opened.lock();
+            let entry = seen
+                .entry(*g)
+                .or_insert((tokio::time::Instant::now(), false));
+            entry.1 |= leader_known;
+            LocalGroup {
+                group: *g,
+                is_leader: status.is_some_and(|s| s.is_leader),
+                leader_seen: entry.1,
+                opened_ms_ago: entry.0.elapsed().as_millis() as u64,
+            }
         })
         .collect();
+    opened
+        .lock()
+        .retain(|g, _| local.iter().any(|l| l.group == *g));
     let meta_leader = node
         .host
         .group(streamd_raft::META_GROUP)
         .is_some_and(|g| g.status().is_leader);
-    for action in plan_node(&meta, me, &local, meta_leader) {
+    let now = streamd_shard::now_ms();
+    for action in plan_node(&meta, me, &local, meta_leader, now) {
         match action {
             NodeAction::OpenShard {
                 group,
@@ -68,6 +91,19 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
                     && let Err(e) = h.initialize(&members).await
                 {
                     tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
+                }
+            }
+            NodeAction::InitializeGroup { group, members } => {
+                if let Some(h) = node.host.group(group) {
+                    // Refused harmlessly when the group already formed meanwhile.
+                    if let Err(e) = h.initialize(&members).await {
+                        tracing::debug!(group_id = group, error = %e, "group not initialized by this replica");
+                    } else {
+                        tracing::info!(
+                            group_id = group,
+                            "initializing a group its first replica did not form"
+                        );
+                    }
                 }
             }
             NodeAction::DropGroup { group } => {
@@ -93,6 +129,38 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
                     in_flight.lock().remove(&key);
                 });
             }
+            NodeAction::DriveReshard {
+                stream,
+                op_id,
+                parents,
+            } => {
+                // Op ids are unique and never collide with group ids in this set: both are
+                // tracked, but ops in the upper half of the key space.
+                let key = op_id | (1 << 63);
+                if !in_flight.lock().insert(key) {
+                    continue;
+                }
+                let gw = node.gateway.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = drive_reshard(&gw, &stream, op_id, parents).await {
+                        tracing::info!(stream = %stream, op_id, error = %e, "reshard step not done yet; retrying");
+                    }
+                    in_flight.lock().remove(&key);
+                });
+            }
+            NodeAction::ExpireShards { stream } => {
+                let gw = node.gateway.clone();
+                tokio::spawn(async move {
+                    let cmd = MetaCommand::ExpireShards {
+                        name: stream,
+                        now_ms: streamd_shard::now_ms(),
+                    };
+                    if let Err(e) = gw.propose_meta(&cmd).await {
+                        tracing::debug!(error = %e, "closed shards not expired yet");
+                    }
+                });
+            }
             NodeAction::ReportReady { group } => {
                 if !in_flight.lock().insert(group) {
                     continue;
@@ -111,6 +179,38 @@ async fn reconcile(node: &Node, in_flight: &Arc<Mutex<HashSet<u64>>>) {
             }
         }
     }
+}
+
+/// Seals every parent of reshard `op_id` through its own log (idempotent: a parent sealed
+/// before answers its first seal), then commits the wave with their ending sequence numbers.
+#[tracing::instrument(name = "driver.reshard", skip(gw, parents))]
+async fn drive_reshard(
+    gw: &streamd_gateway::Gateway,
+    stream: &str,
+    op_id: u64,
+    parents: Vec<(ShardId, u64, Vec<u64>)>,
+) -> Result<(), streamd_proto::ApiError> {
+    let seals = parents
+        .into_iter()
+        .map(|(shard, group, replicas)| async move {
+            let ending = gw.seal_shard(group, &replicas, op_id).await?;
+            Ok::<_, streamd_proto::ApiError>((shard, ending))
+        });
+    let endings = futures::future::try_join_all(seals).await?;
+    tracing::info!(
+        stream,
+        op_id,
+        parents = endings.len(),
+        "parents sealed; committing the reshard"
+    );
+    gw.propose_meta(&MetaCommand::CompleteReshard {
+        name: stream.to_string(),
+        op_id,
+        endings,
+        now_ms: streamd_shard::now_ms(),
+    })
+    .await?;
+    Ok(())
 }
 
 async fn open_shard(node: &Node, group: u64) -> std::io::Result<()> {

@@ -28,6 +28,9 @@ pub struct ShardState {
     pub trim_seq: u128,
     /// Arrival time of the newest record; arrival times never go backwards within a shard.
     pub last_arrival_ms: i64,
+    /// Set by the Seal entry of a reshard: (op id, ending sequence number). Nothing is written
+    /// after it.
+    pub sealed: Option<(u64, u128)>,
 }
 
 pub struct ShardStateMachine {
@@ -70,6 +73,9 @@ impl ShardStateMachine {
         count: usize,
         batch: &mut sled::Batch,
     ) -> ApplyReply {
+        if self.working.sealed.is_some() {
+            return ApplyReply::Closed;
+        }
         let count = count.min(SequenceNumber::MAX_POSITION as usize + 1);
         if count == 0 {
             return ApplyReply::Put {
@@ -144,6 +150,22 @@ impl ShardStateMachine {
     }
 }
 
+impl ShardStateMachine {
+    /// The first Seal wins; a repeated one (a retried reshard step) answers the same ending.
+    fn apply_seal(&mut self, index: u64, op_id: u64, batch: &mut sled::Batch) -> ApplyReply {
+        let ending_seq = match self.working.sealed {
+            Some((_, ending)) => ending,
+            None => {
+                let ending = SequenceNumber::new(self.group, index, 0).0;
+                self.working.sealed = Some((op_id, ending));
+                batch.insert(keys::state(self.group), Self::encode(&self.working));
+                ending
+            }
+        };
+        ApplyReply::Sealed { ending_seq }
+    }
+}
+
 impl GroupStateMachine for ShardStateMachine {
     fn apply(&mut self, index: u64, command: &[u8], batch: &mut sled::Batch) -> Vec<u8> {
         let reply = match bincode::deserialize::<ShardCommandView<'_>>(command) {
@@ -152,6 +174,7 @@ impl GroupStateMachine for ShardStateMachine {
                 records,
             }) => self.apply_put(index, command, arrival_ms, records.len(), batch),
             Ok(ShardCommandView::Trim { cutoff_ms }) => self.apply_trim(cutoff_ms, batch),
+            Ok(ShardCommandView::Seal { op_id }) => self.apply_seal(index, op_id, batch),
             Err(e) => {
                 // Only a bug can put an undecodable command in the log; every replica skips it
                 // alike, so they stay identical.
@@ -165,7 +188,7 @@ impl GroupStateMachine for ShardStateMachine {
     fn applied(&mut self) {
         let changed = {
             let mut p = self.published.write();
-            let changed = p.last_seq != self.working.last_seq;
+            let changed = p.last_seq != self.working.last_seq || p.sealed != self.working.sealed;
             *p = self.working.clone();
             changed
         };
@@ -348,5 +371,44 @@ mod tests {
         let mut again = ShardStateMachine::new(GROUP, Arc::default(), watch::channel(None).0);
         again.reload(&r.tree).unwrap();
         assert_eq!(again.working, r.sm.working);
+    }
+
+    #[test]
+    fn a_seal_fixes_the_end_refuses_later_puts_and_repeats_its_answer() {
+        let mut r = replica();
+        r.put(1, 1_000, 2);
+        let ending = SequenceNumber::new(GROUP, 2, 0).0;
+        match r.apply(2, &ShardCommand::Seal { op_id: 7 }) {
+            ApplyReply::Sealed { ending_seq } => assert_eq!(ending_seq, ending),
+            other => panic!("expected a seal, got {other:?}"),
+        }
+        // A put ordered after the seal writes nothing.
+        let refused = r.apply(
+            3,
+            &ShardCommand::Put {
+                arrival_ms: 2_000,
+                records: vec![RecordIn {
+                    partition_key: "k".into(),
+                    data: b"late".to_vec(),
+                }],
+            },
+        );
+        assert!(matches!(refused, ApplyReply::Closed));
+        assert_eq!(r.all().len(), 2);
+        // A retried seal (another log entry) answers the first one's ending.
+        match r.apply(4, &ShardCommand::Seal { op_id: 7 }) {
+            ApplyReply::Sealed { ending_seq } => assert_eq!(ending_seq, ending),
+            other => panic!("expected a seal, got {other:?}"),
+        }
+        assert!(ending > r.all().last().unwrap().0);
+        // A reader that reached the last record is at the end.
+        let from = r.reader.position(StartAt::TrimHorizon).unwrap();
+        let page = r.reader.read(from, 1, usize::MAX, 0).unwrap();
+        assert!(!page.at_end, "one record is still to read");
+        let page = r.reader.read(page.next, 10, usize::MAX, 0).unwrap();
+        assert!(page.at_end);
+        let mut again = ShardStateMachine::new(GROUP, Arc::default(), watch::channel(None).0);
+        again.reload(&r.tree).unwrap();
+        assert_eq!(again.working.sealed, Some((7, ending)));
     }
 }

@@ -20,6 +20,17 @@ pub enum ShardRequest {
     Trim {
         cutoff_ms: i64,
     },
+    /// Close the shard for reshard `op_id`: writes ordered after this entry are refused.
+    Seal {
+        op_id: u64,
+    },
+}
+
+/// [`ShardRequest::Put`] encoded from borrowed records, so a writer keeps its records for a
+/// retry without copying them: the same bytes as the owned form (a unit test holds this).
+#[derive(Debug, Serialize)]
+pub enum ShardRequestRef<'a> {
+    Put { records: &'a [RecordIn] },
 }
 
 /// What the leader proposes into the shard's Raft log.
@@ -37,6 +48,9 @@ pub(crate) enum ShardCommand {
     Trim {
         cutoff_ms: i64,
     },
+    Seal {
+        op_id: u64,
+    },
 }
 
 /// A zero-copy view of a [`ShardCommand`], for apply: only the record count is needed there.
@@ -49,6 +63,9 @@ pub(crate) enum ShardCommandView<'a> {
     },
     Trim {
         cutoff_ms: i64,
+    },
+    Seal {
+        op_id: u64,
     },
 }
 
@@ -71,6 +88,17 @@ pub(crate) struct StoredEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_borrowed_put_request_encodes_as_the_owned_one() {
+        let records = vec![RecordIn {
+            partition_key: "k".into(),
+            data: vec![9; 5],
+        }];
+        let borrowed = bincode::serialize(&ShardRequestRef::Put { records: &records }).unwrap();
+        let owned = bincode::serialize(&ShardRequest::Put { records }).unwrap();
+        assert_eq!(borrowed, owned);
+    }
 
     #[test]
     fn a_put_command_after_its_variant_index_is_a_stored_entry() {
@@ -104,7 +132,7 @@ mod tests {
             } => {
                 assert_eq!((arrival_ms, records.len()), (42, 2));
             }
-            ShardCommandView::Trim { .. } => panic!("decoded as a trim"),
+            other => panic!("decoded as {other:?}"),
         }
     }
 }
@@ -124,8 +152,15 @@ pub enum RecordResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardReply {
-    Put { results: Vec<RecordResult> },
+    Put {
+        results: Vec<RecordResult>,
+    },
     Trimmed,
+    /// The shard is sealed; its ending sequence number (that of the Seal entry, above every
+    /// record it holds).
+    Sealed {
+        ending_seq: u128,
+    },
 }
 
 /// What the state machine replies to a committed command.
@@ -137,6 +172,11 @@ pub(crate) enum ApplyReply {
         count: u32,
     },
     Trimmed,
+    /// The shard was already sealed when the Put applied: nothing was written.
+    Closed,
+    Sealed {
+        ending_seq: u128,
+    },
 }
 
 /// Where an iterator starts.

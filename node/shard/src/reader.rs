@@ -109,12 +109,13 @@ impl ShardReader {
     ) -> Result<ReadResult, ApiError> {
         let st = self.state();
         let from = from.max(st.trim_seq);
+        let sealed = st.sealed.is_some();
         let Some(last) = st.last_seq else {
             return Ok(ReadResult {
                 records: Vec::new(),
                 next: from,
                 millis_behind_latest: 0,
-                at_end: false,
+                at_end: sealed,
             });
         };
         let lo = keys::entry(self.group, 0);
@@ -178,7 +179,8 @@ impl ShardReader {
             records,
             next,
             millis_behind_latest,
-            at_end: false,
+            // A sealed shard never gets another record: a reader past its last one is done.
+            at_end: sealed && caught_up,
         })
     }
 }

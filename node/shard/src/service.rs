@@ -83,6 +83,7 @@ impl ShardService {
             .map(|(r, _)| r)
             .collect();
         let mut sequence = Vec::new();
+        let mut closed = false;
         if !accepted.is_empty() {
             let cmd = encode(&ShardCommand::Put {
                 arrival_ms: now_ms(),
@@ -95,7 +96,10 @@ impl ShardService {
                         .map(|p| SequenceNumber::new(group, log_index, p as u16).0)
                         .collect();
                 }
-                ApplyReply::Trimmed => return Err(ApiError::internal("unexpected reply to a put")),
+                ApplyReply::Closed => closed = true,
+                ApplyReply::Trimmed | ApplyReply::Sealed { .. } => {
+                    return Err(ApiError::internal("unexpected reply to a put"));
+                }
             }
         }
         let mut seqs = sequence.into_iter();
@@ -103,6 +107,7 @@ impl ShardService {
         for ok in admitted {
             results.push(match (ok, ok.then(|| seqs.next()).flatten()) {
                 (true, Some(s)) => RecordResult::Ok { sequence_number: s },
+                (true, None) if closed => closed_result(),
                 (true, None) => RecordResult::Failed {
                     error: ErrorCode::InternalFailure.name().into(),
                     message: "record was not written".into(),
@@ -114,6 +119,15 @@ impl ShardService {
             });
         }
         encode(&ShardReply::Put { results })
+    }
+}
+
+/// Retryable: the shard was sealed by a reshard and the record was not written; the caller
+/// re-routes it with the new shard map.
+fn closed_result() -> RecordResult {
+    RecordResult::Failed {
+        error: ErrorCode::ShardClosed.name().into(),
+        message: "the shard is closed by a reshard; route the record with the new shard map".into(),
     }
 }
 
@@ -135,9 +149,23 @@ impl GroupService for ShardService {
         }
         match req {
             ShardRequest::Put { records } => {
+                // A sealed shard refuses at once rather than growing its log with entries that
+                // apply as refusals.
+                if self.reader.state().sealed.is_some() {
+                    let results = records.iter().map(|_| closed_result()).collect();
+                    return Box::pin(async move { encode(&ShardReply::Put { results }) });
+                }
                 let admitted = self.admit(&records);
                 Box::pin(Self::put(group, handle, records, admitted))
             }
+            ShardRequest::Seal { op_id } => Box::pin(async move {
+                let cmd = encode(&ShardCommand::Seal { op_id })?;
+                let reply = handle.propose(cmd).await.map_err(ApiError::from)?;
+                match decode::<ApplyReply>(&reply)? {
+                    ApplyReply::Sealed { ending_seq } => encode(&ShardReply::Sealed { ending_seq }),
+                    _ => Err(ApiError::internal("unexpected reply to a seal")),
+                }
+            }),
             ShardRequest::Trim { cutoff_ms } => Box::pin(async move {
                 let cmd = encode(&ShardCommand::Trim { cutoff_ms })?;
                 handle.propose(cmd).await.map_err(ApiError::from)?;

@@ -32,6 +32,7 @@ impl Gateway {
             .map_err(|e: streamd_proto::ids::IdError| ApiError::invalid(e.to_string()))?;
         let sh = stream
             .shard(shard_id)
+            .filter(|s| s.is_listed())
             .ok_or_else(|| shard_not_found(&stream.name, &req.shard_id))?
             .clone();
         let seq = || -> Result<u128, ApiError> {
@@ -138,6 +139,32 @@ impl Gateway {
             issued_ms: now,
             ..token
         };
+        // The end of a closed shard, as this node's map knows it: the seal alone (map not yet
+        // switched here) keeps the iterator going until the map names the children.
+        let closed_here = sh.ending_seq.is_some();
+        let at_end = read.at_end && closed_here;
+        let child_shards = if at_end {
+            stream
+                .shards
+                .iter()
+                .filter(|c| c.is_listed())
+                .filter(|c| c.parent == Some(sh.shard_id) || c.adjacent_parent == Some(sh.shard_id))
+                .map(|c| v1::ChildShard {
+                    shard_id: c.shard_id.to_string(),
+                    parent_shards: [c.parent, c.adjacent_parent]
+                        .into_iter()
+                        .flatten()
+                        .map(|p| p.to_string())
+                        .collect(),
+                    hash_key_range: Some(v1::HashKeyRange {
+                        starting_hash_key: c.range.start.to_string(),
+                        ending_hash_key: c.range.end.to_string(),
+                    }),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(v1::GetRecordsResponse {
             records: read
                 .records
@@ -149,13 +176,13 @@ impl Gateway {
                     partition_key: r.partition_key,
                 })
                 .collect(),
-            next_shard_iterator: if read.at_end {
+            next_shard_iterator: if at_end {
                 None
             } else {
                 Some(next.encode(&self.secret()))
             },
             millis_behind_latest: read.millis_behind_latest,
-            child_shards: Vec::new(),
+            child_shards,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod get;
 pub(crate) mod put;
+pub(crate) mod reshard;
 pub(crate) mod streams;
 
 use streamd_meta::{StreamMeta, StreamStatus};

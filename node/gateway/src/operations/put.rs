@@ -5,6 +5,7 @@
 //! report each record's own outcome in request order.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use streamd_meta::StreamMeta;
 use streamd_proto::ids::{HashKey, SequenceNumber};
@@ -13,7 +14,8 @@ use streamd_proto::limits::{
 };
 use streamd_proto::v1;
 use streamd_proto::{ApiError, ErrorCode};
-use streamd_shard::command::{RecordIn, RecordResult, ShardReply, ShardRequest};
+use streamd_shard::command::{RecordIn, RecordResult, ShardReply, ShardRequestRef};
+use tokio::time::Instant;
 
 use crate::Gateway;
 
@@ -40,11 +42,11 @@ fn hash_key(key: &str, explicit: Option<&str>) -> Result<HashKey, ApiError> {
     }
 }
 
-/// Where each record of a request goes: (shard index in the stream, record).
-fn route(
+/// Validates every record and computes its hash key; nothing is routed yet.
+fn prepare(
     stream: &StreamMeta,
     entries: Vec<v1::PutRecordsRequestEntry>,
-) -> Result<Vec<(usize, RecordIn)>, ApiError> {
+) -> Result<Vec<(HashKey, RecordIn)>, ApiError> {
     let mut total = 0usize;
     let max_record = (stream.max_record_size_kib as usize * 1024).max(MAX_RECORD_BYTES);
     let mut out = Vec::with_capacity(entries.len());
@@ -58,13 +60,8 @@ fn route(
         }
         total += size;
         let hk = hash_key(&e.partition_key, e.explicit_hash_key.as_deref())?;
-        let shard = stream
-            .shards
-            .iter()
-            .position(|s| s.is_open() && s.range.contains(hk))
-            .ok_or_else(|| ApiError::internal("no open shard covers the hash key"))?;
         out.push((
-            shard,
+            hk,
             RecordIn {
                 partition_key: e.partition_key,
                 data: e.data.to_vec(),
@@ -79,6 +76,12 @@ fn route(
     Ok(out)
 }
 
+/// How long a write refused by a sealed shard waits for this node to learn the new shard map.
+const NEW_MAP_DEADLINE: Duration = Duration::from_secs(12);
+
+/// Records not yet written: (position in the request, hash key, record).
+type Unwritten = Vec<(usize, HashKey, RecordIn)>;
+
 impl Gateway {
     #[tracing::instrument(name = "gateway.put_records", skip_all, fields(stream = %req.stream_name, records = req.records.len()))]
     pub async fn put_records(
@@ -91,38 +94,113 @@ impl Gateway {
                 "Records must hold 1 to {MAX_PUT_RECORDS} entries, got {n}."
             )));
         }
-        let stream = self.active_stream(&req.stream_name)?;
-        let routed = route(&stream, req.records)?;
-
-        let mut by_shard: BTreeMap<usize, (Vec<usize>, Vec<RecordIn>)> = BTreeMap::new();
-        for (i, (shard, rec)) in routed.into_iter().enumerate() {
-            let e = by_shard.entry(shard).or_default();
-            e.0.push(i);
-            e.1.push(rec);
+        let mut stream = self.active_stream(&req.stream_name)?;
+        let mut unwritten: Unwritten = prepare(&stream, req.records)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (hk, r))| (i, hk, r))
+            .collect();
+        let mut results = vec![v1::PutRecordsResultEntry::default(); n];
+        let mut failed = 0u32;
+        let deadline = Instant::now() + NEW_MAP_DEADLINE;
+        // Records a sealed parent refused were certainly not written: once the map that closed
+        // the parent arrives, they go to its children.
+        while !unwritten.is_empty() {
+            let closed = self
+                .put_routed(&stream, unwritten, &mut results, &mut failed)
+                .await?;
+            if closed.is_empty() {
+                break;
+            }
+            match self.newer_map(&stream, deadline).await {
+                Some(s) => stream = s,
+                None => {
+                    for (pos, _, _) in &closed {
+                        let entry = &mut results[*pos];
+                        entry.error_code =
+                            Some(ErrorCode::InternalFailure.kinesis_type().to_string());
+                        entry.error_message = Some(
+                            "the shard was closed by a reshard and the new shard map did not arrive in time; retry"
+                                .into(),
+                        );
+                        failed += 1;
+                    }
+                    break;
+                }
+            }
+            // Keep request order on the retry, so records of one key stay in the caller's order.
+            unwritten = closed;
+            unwritten.sort_by_key(|(pos, _, _)| *pos);
         }
-        let calls = by_shard.into_iter().map(|(shard, (positions, records))| {
+        Ok(v1::PutRecordsResponse {
+            failed_record_count: failed,
+            records: results,
+            encryption_type: "NONE".into(),
+        })
+    }
+
+    /// The stream's map once this node has applied a newer one than `seen`, polling the local
+    /// metadata until `deadline`.
+    async fn newer_map(&self, seen: &StreamMeta, deadline: Instant) -> Option<StreamMeta> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match self.active_stream(&seen.name) {
+                Ok(s) if s.map_epoch > seen.map_epoch => return Some(s),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends each record to the open shard owning its hash key in `stream`, one call per shard,
+    /// and fills `results`; returns the records a sealed shard refused.
+    async fn put_routed(
+        &self,
+        stream: &StreamMeta,
+        unwritten: Unwritten,
+        results: &mut [v1::PutRecordsResultEntry],
+        failed: &mut u32,
+    ) -> Result<Unwritten, ApiError> {
+        let mut by_shard: BTreeMap<usize, Unwritten> = BTreeMap::new();
+        for rec in unwritten {
+            let shard = stream
+                .shards
+                .iter()
+                .position(|s| s.is_open() && s.range.contains(rec.1))
+                .ok_or_else(|| ApiError::internal("no open shard covers the hash key"))?;
+            by_shard.entry(shard).or_default().push(rec);
+        }
+        let calls = by_shard.into_iter().map(|(shard, recs)| {
             let sh = &stream.shards[shard];
             async move {
-                let req = bincode::serialize(&ShardRequest::Put { records })
-                    .map_err(|e| ApiError::internal(e.to_string()));
-                let result = match req {
+                let mut positions = Vec::with_capacity(recs.len());
+                let mut records = Vec::with_capacity(recs.len());
+                for (pos, hk, r) in recs {
+                    positions.push((pos, hk));
+                    records.push(r);
+                }
+                let result = match bincode::serialize(&ShardRequestRef::Put { records: &records }) {
                     Ok(req) => self.propose_to_leader(sh.group_id, &sh.replicas, req).await,
-                    Err(e) => Err(e),
+                    Err(e) => Err(ApiError::internal(e.to_string())),
                 };
-                (sh.shard_id, positions, result)
+                (sh.shard_id, positions, records, result)
             }
         });
         let outcomes = futures::future::join_all(calls).await;
 
-        let mut results = vec![v1::PutRecordsResultEntry::default(); n];
-        let mut failed = 0u32;
-        for (shard_id, positions, result) in outcomes {
+        let mut closed = Vec::new();
+        for (shard_id, positions, records, result) in outcomes {
             let per_record: Vec<RecordResult> = match result.and_then(|b| {
                 bincode::deserialize::<ShardReply>(&b)
                     .map_err(|e| ApiError::internal(e.to_string()))
             }) {
                 Ok(ShardReply::Put { results }) => results,
-                Ok(ShardReply::Trimmed) => vec![],
+                Ok(_) => vec![],
                 Err(e) => {
                     tracing::warn!(shard_id = %shard_id, error = %e, "put to shard failed");
                     positions
@@ -134,12 +212,17 @@ impl Gateway {
                         .collect()
                 }
             };
-            for (k, pos) in positions.into_iter().enumerate() {
+            for (k, ((pos, hk), record)) in positions.into_iter().zip(records).enumerate() {
                 let entry = &mut results[pos];
                 match per_record.get(k) {
                     Some(RecordResult::Ok { sequence_number }) => {
                         entry.sequence_number = Some(SequenceNumber(*sequence_number).to_string());
                         entry.shard_id = Some(shard_id.to_string());
+                    }
+                    Some(RecordResult::Failed { error, .. })
+                        if ErrorCode::from_name(error) == Some(ErrorCode::ShardClosed) =>
+                    {
+                        closed.push((pos, hk, record));
                     }
                     Some(RecordResult::Failed { error, message }) => {
                         let code =
@@ -155,24 +238,19 @@ impl Gateway {
                                 message.clone()
                             },
                         );
-                        failed += 1;
+                        *failed += 1;
                     }
                     None => {
                         entry.error_code =
                             Some(ErrorCode::InternalFailure.kinesis_type().to_string());
                         entry.error_message = Some("record was not written".into());
-                        failed += 1;
+                        *failed += 1;
                     }
                 }
             }
         }
-        Ok(v1::PutRecordsResponse {
-            failed_record_count: failed,
-            records: results,
-            encryption_type: "NONE".into(),
-        })
+        Ok(closed)
     }
-
     #[tracing::instrument(name = "gateway.put_record", skip_all, fields(stream = %req.stream_name))]
     pub async fn put_record(
         &self,

@@ -148,6 +148,7 @@ impl Gateway {
         let after: Vec<&ShardMeta> = s
             .shards
             .iter()
+            .filter(|x| x.is_listed())
             .filter(|x| start.is_none_or(|st| x.shard_id > st))
             .collect();
         let has_more = after.len() > limit as usize;
@@ -222,7 +223,7 @@ impl Gateway {
                 "MaxResults must be between 1 and 10000, got {max}."
             )));
         }
-        let (name, start) = match (&req.next_token, &req.stream_name) {
+        let (name, start, filter) = match (&req.next_token, &req.stream_name) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::invalid(
                     "NextToken and StreamName cannot be provided together.",
@@ -234,23 +235,38 @@ impl Gateway {
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
-                let (n, id) = raw
-                    .split_once('|')
-                    .ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
+                let mut parts = raw.splitn(3, '|');
+                let (Some(n), Some(id)) = (parts.next(), parts.next()) else {
+                    return Err(ApiError::invalid("Invalid NextToken."));
+                };
                 let id: ShardId = id
                     .parse()
                     .map_err(|_| ApiError::invalid("Invalid NextToken."))?;
-                (n.to_string(), Some(id))
+                let filter = match parts.next() {
+                    Some(f) => Some(
+                        ShardListFilter::decode(f)
+                            .ok_or_else(|| ApiError::invalid("Invalid NextToken."))?,
+                    ),
+                    None => None,
+                };
+                (n.to_string(), Some(id), filter)
             }
             (None, Some(n)) => {
-                let start = match &req.exclusive_start_shard_id {
+                let mut start = match &req.exclusive_start_shard_id {
                     Some(id) => Some(
                         id.parse::<ShardId>()
                             .map_err(|e| ApiError::invalid(e.to_string()))?,
                     ),
                     None => None,
                 };
-                (n.clone(), start)
+                let filter = match &req.shard_filter {
+                    Some(f) => Some(ShardListFilter::from_request(f)?),
+                    None => None,
+                };
+                if let Some(ShardListFilter::AfterShardId(id)) = filter {
+                    start = Some(id);
+                }
+                (n.clone(), start, filter)
             }
             (None, None) => {
                 return Err(ApiError::invalid(
@@ -262,13 +278,18 @@ impl Gateway {
         let after: Vec<&ShardMeta> = s
             .shards
             .iter()
+            .filter(|x| x.is_listed())
             .filter(|x| start.is_none_or(|st| x.shard_id > st))
+            .filter(|x| filter.is_none_or(|f| f.admits(&s, x)))
             .collect();
         let has_more = after.len() > max as usize;
         let page: Vec<&ShardMeta> = after.into_iter().take(max as usize).collect();
         let next_token = match (has_more, page.last()) {
             (true, Some(last)) => {
-                Some(URL_SAFE_NO_PAD.encode(format!("{}|{}", s.name, last.shard_id)))
+                let f = filter
+                    .map(|f| format!("|{}", f.encode()))
+                    .unwrap_or_default();
+                Some(URL_SAFE_NO_PAD.encode(format!("{}|{}{f}", s.name, last.shard_id)))
             }
             _ => None,
         };
@@ -343,4 +364,96 @@ pub(crate) fn shard_not_found(stream: &str, shard: &str) -> ApiError {
         ErrorCode::ResourceNotFound,
         format!("Shard {shard} in stream {stream} under account 000000000000 does not exist"),
     )
+}
+
+/// ListShards' ShardFilter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardListFilter {
+    AfterShardId(ShardId),
+    /// The shards holding the oldest records: those whose parents are gone.
+    AtTrimHorizon,
+    /// Every shard still kept.
+    FromTrimHorizon,
+    /// The open shards.
+    AtLatest,
+    /// The shards open at the time.
+    AtTimestamp(i64),
+    /// The shards open at the time or opened since.
+    FromTimestamp(i64),
+}
+
+impl ShardListFilter {
+    fn from_request(f: &v1::ShardFilter) -> Result<ShardListFilter, ApiError> {
+        let ts = || {
+            f.timestamp_ms.ok_or_else(|| {
+                ApiError::invalid("ShardFilter Timestamp is required for this type.")
+            })
+        };
+        Ok(match v1::ShardFilterType::try_from(f.r#type) {
+            Ok(v1::ShardFilterType::AfterShardId) => {
+                let id = f.shard_id.as_deref().ok_or_else(|| {
+                    ApiError::invalid("ShardFilter ShardId is required for AFTER_SHARD_ID.")
+                })?;
+                ShardListFilter::AfterShardId(
+                    id.parse().map_err(|e: streamd_proto::ids::IdError| {
+                        ApiError::invalid(e.to_string())
+                    })?,
+                )
+            }
+            Ok(v1::ShardFilterType::AtTrimHorizon) => ShardListFilter::AtTrimHorizon,
+            Ok(v1::ShardFilterType::FromTrimHorizon) => ShardListFilter::FromTrimHorizon,
+            Ok(v1::ShardFilterType::AtLatest) => ShardListFilter::AtLatest,
+            Ok(v1::ShardFilterType::AtTimestamp) => ShardListFilter::AtTimestamp(ts()?),
+            Ok(v1::ShardFilterType::FromTimestamp) => ShardListFilter::FromTimestamp(ts()?),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::Validation,
+                    "ShardFilter Type must be one of AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP.",
+                ));
+            }
+        })
+    }
+
+    fn admits(self, stream: &StreamMeta, sh: &ShardMeta) -> bool {
+        let parent_kept = || {
+            [sh.parent, sh.adjacent_parent]
+                .into_iter()
+                .flatten()
+                .any(|p| stream.shard(p).is_some())
+        };
+        let open_at = |t: i64| sh.closed_ms.is_none_or(|c| c > t);
+        match self {
+            ShardListFilter::AfterShardId(id) => sh.shard_id > id,
+            ShardListFilter::AtTrimHorizon => !parent_kept(),
+            ShardListFilter::FromTrimHorizon => true,
+            ShardListFilter::AtLatest => sh.is_open(),
+            // Before the stream's first shards existed, they are the ones "open" at the time.
+            ShardListFilter::AtTimestamp(t) => open_at(t) && (sh.created_ms <= t || !parent_kept()),
+            ShardListFilter::FromTimestamp(t) => open_at(t),
+        }
+    }
+
+    /// For a NextToken, so the next page applies the same filter.
+    fn encode(self) -> String {
+        match self {
+            ShardListFilter::AfterShardId(id) => format!("after:{}", id.0),
+            ShardListFilter::AtTrimHorizon => "ath".into(),
+            ShardListFilter::FromTrimHorizon => "fth".into(),
+            ShardListFilter::AtLatest => "latest".into(),
+            ShardListFilter::AtTimestamp(t) => format!("at:{t}"),
+            ShardListFilter::FromTimestamp(t) => format!("from:{t}"),
+        }
+    }
+
+    fn decode(s: &str) -> Option<ShardListFilter> {
+        Some(match s.split_once(':') {
+            Some(("after", v)) => ShardListFilter::AfterShardId(ShardId(v.parse().ok()?)),
+            Some(("at", v)) => ShardListFilter::AtTimestamp(v.parse().ok()?),
+            Some(("from", v)) => ShardListFilter::FromTimestamp(v.parse().ok()?),
+            None if s == "ath" => ShardListFilter::AtTrimHorizon,
+            None if s == "fth" => ShardListFilter::FromTrimHorizon,
+            None if s == "latest" => ShardListFilter::AtLatest,
+            _ => return None,
+        })
+    }
 }

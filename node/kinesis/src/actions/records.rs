@@ -197,8 +197,29 @@ pub(super) async fn get_records(api: &KinesisApi, input: &Input) -> Result<Doc, 
         m.push(("NextShardIterator".into(), Doc::Str(next)));
     }
     if !resp.child_shards.is_empty() {
-        let children = resp
-            .child_shards
+        m.push(("ChildShards".into(), child_shards_doc(&resp.child_shards)));
+    }
+    Ok(Doc::Map(m))
+}
+
+/// GetRecords' and SubscribeToShard's `ChildShards`.
+pub(super) fn child_shards_doc(children: &[v1::ChildShard]) -> Doc {
+    let range = |c: &v1::ChildShard, start: bool| {
+        Doc::Str(
+            c.hash_key_range
+                .as_ref()
+                .map(|r| {
+                    if start {
+                        r.starting_hash_key.clone()
+                    } else {
+                        r.ending_hash_key.clone()
+                    }
+                })
+                .unwrap_or_default(),
+        )
+    };
+    Doc::List(
+        children
             .iter()
             .map(|c| {
                 Doc::map([
@@ -215,30 +236,12 @@ pub(super) async fn get_records(api: &KinesisApi, input: &Input) -> Result<Doc, 
                     (
                         "HashKeyRange",
                         Doc::map([
-                            (
-                                "StartingHashKey",
-                                Doc::Str(
-                                    c.hash_key_range
-                                        .as_ref()
-                                        .map(|r| r.starting_hash_key.clone())
-                                        .unwrap_or_default(),
-                                ),
-                            ),
-                            (
-                                "EndingHashKey",
-                                Doc::Str(
-                                    c.hash_key_range
-                                        .as_ref()
-                                        .map(|r| r.ending_hash_key.clone())
-                                        .unwrap_or_default(),
-                                ),
-                            ),
+                            ("StartingHashKey", range(c, true)),
+                            ("EndingHashKey", range(c, false)),
                         ]),
                     ),
                 ])
             })
-            .collect();
-        m.push(("ChildShards".into(), Doc::List(children)));
-    }
-    Ok(Doc::Map(m))
+            .collect(),
+    )
 }

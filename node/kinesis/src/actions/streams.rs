@@ -357,39 +357,37 @@ pub(super) fn list_shards(api: &KinesisApi, input: &Input) -> Result<Doc, Kinesi
     } else {
         Some(stream_name(input)?)
     };
-    let mut after = input.opt_str("ExclusiveStartShardId")?;
-    let mut at_latest = false;
-    if let Some(filter) = input.opt_map("ShardFilter")? {
-        match filter.req_str("Type")?.as_str() {
-            "AFTER_SHARD_ID" => after = Some(filter.req_str("ShardId")?),
-            "AT_LATEST" => at_latest = true,
-            // Every shard is kept until retention trims it, so trim-horizon and timestamp filters
-            // see every shard listed.
-            "AT_TRIM_HORIZON" | "FROM_TRIM_HORIZON" | "AT_TIMESTAMP" | "FROM_TIMESTAMP" => {}
-            other => {
-                return Err(KinesisError::validation(format!(
-                    "1 validation error detected: Value '{other}' at 'shardFilter.type' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]"
-                )));
-            }
+    let shard_filter = match input.opt_map("ShardFilter")? {
+        Some(filter) => {
+            let kind = match filter.req_str("Type")?.as_str() {
+                "AFTER_SHARD_ID" => v1::ShardFilterType::AfterShardId,
+                "AT_TRIM_HORIZON" => v1::ShardFilterType::AtTrimHorizon,
+                "FROM_TRIM_HORIZON" => v1::ShardFilterType::FromTrimHorizon,
+                "AT_LATEST" => v1::ShardFilterType::AtLatest,
+                "AT_TIMESTAMP" => v1::ShardFilterType::AtTimestamp,
+                "FROM_TIMESTAMP" => v1::ShardFilterType::FromTimestamp,
+                other => {
+                    return Err(KinesisError::validation(format!(
+                        "1 validation error detected: Value '{other}' at 'shardFilter.type' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]"
+                    )));
+                }
+            };
+            Some(v1::ShardFilter {
+                r#type: kind as i32,
+                shard_id: filter.opt_str("ShardId")?,
+                timestamp_ms: filter.opt_timestamp("Timestamp")?,
+            })
         }
-    }
+        None => None,
+    };
     let resp = api.gw.list_shards(v1::ListShardsRequest {
         stream_name: stream,
         next_token,
-        exclusive_start_shard_id: after,
+        exclusive_start_shard_id: input.opt_str("ExclusiveStartShardId")?,
         max_results: input.opt_u32("MaxResults")?,
+        shard_filter,
     })?;
-    let shards: Vec<Doc> = resp
-        .shards
-        .iter()
-        .filter(|s| {
-            !at_latest
-                || s.sequence_number_range
-                    .as_ref()
-                    .is_none_or(|r| r.ending_sequence_number.is_none())
-        })
-        .map(shard_doc)
-        .collect();
+    let shards: Vec<Doc> = resp.shards.iter().map(shard_doc).collect();
     let mut m = vec![("Shards".to_string(), Doc::List(shards))];
     if let Some(t) = resp.next_token {
         m.push(("NextToken".into(), Doc::Str(t)));
@@ -417,4 +415,66 @@ pub(super) async fn update_retention(
         )
         .await?;
     Ok(Doc::Map(Vec::new()))
+}
+
+pub(super) async fn split_shard(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    api.gw
+        .split_shard(v1::SplitShardRequest {
+            stream_name: stream_name(input)?,
+            shard_to_split: input.req_str("ShardToSplit")?,
+            new_starting_hash_key: input.req_str("NewStartingHashKey")?,
+        })
+        .await?;
+    Ok(Doc::Map(Vec::new()))
+}
+
+pub(super) async fn merge_shards(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
+    api.gw
+        .merge_shards(v1::MergeShardsRequest {
+            stream_name: stream_name(input)?,
+            shard_to_merge: input.req_str("ShardToMerge")?,
+            adjacent_shard_to_merge: input.req_str("AdjacentShardToMerge")?,
+        })
+        .await?;
+    Ok(Doc::Map(Vec::new()))
+}
+
+pub(super) async fn update_shard_count(
+    api: &KinesisApi,
+    input: &Input,
+) -> Result<Doc, KinesisError> {
+    let target = input.req_i64("TargetShardCount")?;
+    let target = u32::try_from(target).map_err(|_| {
+        KinesisError::validation(format!(
+            "1 validation error detected: Value '{target}' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        ))
+    })?;
+    let scaling = match input.req_str("ScalingType")?.as_str() {
+        "UNIFORM_SCALING" => v1::ScalingType::UniformScaling,
+        other => {
+            return Err(KinesisError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]"
+            )));
+        }
+    };
+    let resp = api
+        .gw
+        .update_shard_count(v1::UpdateShardCountRequest {
+            stream_name: stream_name(input)?,
+            target_shard_count: target,
+            scaling_type: scaling as i32,
+        })
+        .await?;
+    Ok(Doc::map([
+        ("StreamName", Doc::Str(resp.stream_name)),
+        (
+            "CurrentShardCount",
+            Doc::Int(i64::from(resp.current_shard_count)),
+        ),
+        (
+            "TargetShardCount",
+            Doc::Int(i64::from(resp.target_shard_count)),
+        ),
+        ("StreamARN", Doc::Str(resp.stream_arn)),
+    ]))
 }

@@ -87,14 +87,24 @@ fn records_event(resp: &v1::GetRecordsResponse, continuation: &str) -> Doc {
             ])
         })
         .collect();
-    Doc::map([
-        ("Records", Doc::List(records)),
+    let mut m = vec![
+        ("Records".to_string(), Doc::List(records)),
         (
-            "ContinuationSequenceNumber",
+            "ContinuationSequenceNumber".to_string(),
             Doc::Str(continuation.to_string()),
         ),
-        ("MillisBehindLatest", Doc::Int(resp.millis_behind_latest)),
-    ])
+        (
+            "MillisBehindLatest".to_string(),
+            Doc::Int(resp.millis_behind_latest),
+        ),
+    ];
+    if !resp.child_shards.is_empty() {
+        m.push((
+            "ChildShards".into(),
+            super::records::child_shards_doc(&resp.child_shards),
+        ));
+    }
+    Doc::Map(m)
 }
 
 /// Reads the shard from `iterator` on and sends events until the subscription ends or the
@@ -136,7 +146,9 @@ async fn pump(
             continuation = last.sequence_number.clone();
         }
         let has_records = !resp.records.is_empty();
-        if has_records || last_event.elapsed() >= IDLE_EVENT_EVERY {
+        // The last event of a closed shard names its children, records or not.
+        let at_end = resp.next_shard_iterator.is_none();
+        if has_records || at_end || last_event.elapsed() >= IDLE_EVENT_EVERY {
             let doc = records_event(&resp, &continuation);
             if tx
                 .send(Ok(event(SUBSCRIBE_TO_SHARD_EVENT, format, &doc)))

@@ -1,14 +1,13 @@
 """Stream settings, consumers and account actions through boto3: tags, enhanced fan-out
 consumers and SubscribeToShard, enhanced monitoring, stream mode, maximum record size, warm
-throughput, encryption, resource policies, account settings, limits and resharding.
+throughput, encryption, resource policies, account settings and limits.
 
 Reference: Amazon Kinesis Data Streams API Reference (AddTagsToStream, ListTagsForStream,
 RemoveTagsFromStream, TagResource, UntagResource, ListTagsForResource, RegisterStreamConsumer,
 DescribeStreamConsumer, ListStreamConsumers, DeregisterStreamConsumer, SubscribeToShard,
 SubscribeToShardEvent, Enable/DisableEnhancedMonitoring, UpdateStreamMode, UpdateMaxRecordSize,
 UpdateStreamWarmThroughput, Start/StopStreamEncryption, Put/Get/DeleteResourcePolicy,
-DescribeAccountSettings, UpdateAccountSettings, DescribeLimits, SplitShard, MergeShards,
-UpdateShardCount), the "Handle large records" developer guide page, and botocore's kinesis
+DescribeAccountSettings, UpdateAccountSettings, DescribeLimits), the "Handle large records" developer guide page, and botocore's kinesis
 2013-12-02 service model.
 """
 
@@ -127,13 +126,6 @@ def _register_active(kinesis, stream_arn: str, name: str) -> dict:
 
 def _consumer_arn_re(stream_arn: str, name: str) -> re.Pattern:
     return re.compile("^" + re.escape(f"{stream_arn}/consumer/{name}:") + r"(\d+)$")
-
-
-def _shard_ids(kinesis, name: str) -> list[tuple[str, str, str]]:
-    return [
-        (s["ShardId"], s["HashKeyRange"]["StartingHashKey"], s["HashKeyRange"]["EndingHashKey"])
-        for s in helpers.list_all_shards(kinesis, name)
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -834,44 +826,3 @@ def test_describe_limits_shape(kinesis, stream_name):
     assert after["OnDemandStreamCount"] >= 1
     assert after["OpenShardCount"] >= 4
     assert after["OnDemandStreamCountLimit"] == resp["OnDemandStreamCountLimit"]
-
-
-# ---------------------------------------------------------------------------
-# Resharding: not carried out by streamd yet. These tests document today's answer (a clear
-# InvalidArgumentException, nothing changed) and are to be replaced once resharding exists.
-
-
-def test_split_shard_not_supported_yet_refused_and_stream_unchanged(kinesis, stream):
-    before = _shard_ids(kinesis, stream)
-    e = _expect(
-        lambda: kinesis.split_shard(StreamName=stream, ShardToSplit=SHARD0, NewStartingHashKey=str(2**127)),
-        "InvalidArgumentException",
-    )
-    assert "SplitShard" in e.response["Error"]["Message"], e.response["Error"]["Message"]
-    assert _shard_ids(kinesis, stream) == before
-    assert _summary(kinesis, stream)["StreamStatus"] == "ACTIVE"
-
-
-def test_merge_shards_not_supported_yet_refused_and_stream_unchanged(kinesis, stream_name):
-    helpers.create_stream(kinesis, stream_name, shard_count=2)
-    before = _shard_ids(kinesis, stream_name)
-    e = _expect(
-        lambda: kinesis.merge_shards(
-            StreamName=stream_name, ShardToMerge=SHARD0, AdjacentShardToMerge="shardId-000000000001"
-        ),
-        "InvalidArgumentException",
-    )
-    assert "MergeShards" in e.response["Error"]["Message"], e.response["Error"]["Message"]
-    assert _shard_ids(kinesis, stream_name) == before
-    assert _summary(kinesis, stream_name)["OpenShardCount"] == 2
-
-
-def test_update_shard_count_not_supported_yet_refused_and_stream_unchanged(kinesis, stream):
-    before = _shard_ids(kinesis, stream)
-    e = _expect(
-        lambda: kinesis.update_shard_count(StreamName=stream, TargetShardCount=2, ScalingType="UNIFORM_SCALING"),
-        "InvalidArgumentException",
-    )
-    assert "UpdateShardCount" in e.response["Error"]["Message"], e.response["Error"]["Message"]
-    assert _shard_ids(kinesis, stream) == before
-    assert _summary(kinesis, stream)["OpenShardCount"] == 1

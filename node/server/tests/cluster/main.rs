@@ -8,6 +8,8 @@
 //! - t40: every API limit refused with the right error code, and throughput limits.
 //! - t50: a node without `--initial-cluster` forms a one-node cluster.
 //! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
+//! - t70: split, merge and UpdateShardCount under load, and a split whose controller is killed:
+//!   every key's acknowledged records once each, in acknowledgement order, across the lineage.
 //!
 //! Every wait is a deadline poll (`streamd_testkit::wait_*`) and every test is bounded; set
 //! `STREAMD_TEST_SEED` to replay a run's random choices, `STREAMD_TEST_KEEP=1` to keep the data
@@ -21,6 +23,7 @@ mod t30_full_restart;
 mod t40_bad_input;
 mod t50_single_node;
 mod t60_kinesis_sdk;
+mod t70_reshard;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
