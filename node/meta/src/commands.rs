@@ -106,6 +106,13 @@ pub enum MetaCommand {
         name: String,
         now_ms: i64,
     },
+    /// Replaces replica `from` of shard group `group` by `to` (node lost or drained); the
+    /// group's leader then changes the group's membership to match.
+    MoveReplica {
+        group: u64,
+        from: u64,
+        to: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -476,6 +483,20 @@ impl MetaState {
                 now_ms,
             } => self.complete_reshard(&name, op_id, &endings, now_ms),
             MetaCommand::ExpireShards { name, now_ms } => self.expire_shards(&name, now_ms),
+            MetaCommand::MoveReplica { group, from, to } => {
+                if !self.nodes.contains_key(&to) {
+                    return err(ErrorCode::InvalidArgument, format!("no node {to}"));
+                }
+                for s in self.streams.values_mut() {
+                    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
+                        && !sh.replicas.contains(&to)
+                        && let Some(slot) = sh.replicas.iter_mut().find(|r| **r == from)
+                    {
+                        *slot = to;
+                    }
+                }
+                Ok(MetaReply::Done)
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ mod state_machine;
 pub use commands::{
     MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,
 };
-pub use placement::place_replicas;
+pub use placement::{place_replicas, plan_repairs};
 pub use planner::{LocalGroup, NodeAction, plan_node};
 pub use reshard::{Primitive, ReshardRequest, check_scaling, next_scaling_wave};
 pub use state::{

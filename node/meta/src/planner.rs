@@ -8,7 +8,7 @@ use streamd_proto::ids::ShardId;
 use crate::state::MetaState;
 
 /// A shard group running on this node, as the driver sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalGroup {
     pub group: u64,
     pub is_leader: bool,
@@ -16,6 +16,8 @@ pub struct LocalGroup {
     pub leader_seen: bool,
     /// How long ago this node opened the group.
     pub opened_ms_ago: u64,
+    /// The group's voters as this replica knows them.
+    pub voters: BTreeSet<u64>,
 }
 
 /// A new group's designated first replica may be down; past this, any replica of a group that
@@ -40,6 +42,15 @@ pub enum NodeAction {
         group: u64,
         members: BTreeMap<u64, String>,
     },
+    /// (Group leader only.) Make the group's voters the shard's replica set: add the one new
+    /// replica as a learner, wait for it to catch up, then switch the voters.
+    ReconcileMembers {
+        group: u64,
+        add: Option<(u64, String)>,
+        voters: BTreeSet<u64>,
+    },
+    /// (Metadata leader only.) Move a replica off a node that is down.
+    MoveReplica { group: u64, from: u64, to: u64 },
     /// Tell the metadata group that this shard group has a leader.
     ReportReady { group: u64 },
     /// (Metadata leader only.) A registered consumer needs nothing built: subscribers read from
@@ -63,9 +74,13 @@ pub fn plan_node(
     local: &[LocalGroup],
     meta_leader: bool,
     now_ms: i64,
+    down: &BTreeSet<u64>,
 ) -> Vec<NodeAction> {
     let mut actions = Vec::new();
     if meta_leader {
+        for (group, from, to) in crate::placement::plan_repairs(state, down) {
+            actions.push(NodeAction::MoveReplica { group, from, to });
+        }
         for s in state.streams.values() {
             for c in &s.consumers {
                 if c.status == crate::state::ConsumerStatus::Creating {
@@ -115,7 +130,9 @@ pub fn plan_node(
             actions.push(NodeAction::OpenShard {
                 group: sh.group_id,
                 members,
-                initialize: sh.replicas.first() == Some(&me),
+                // Only a group that never had a leader is formed here: a replica added later
+                // (a moved one) joins through the leader, never by initializing.
+                initialize: !sh.ready && sh.replicas.first() == Some(&me),
             });
         }
     }
@@ -138,6 +155,22 @@ pub fn plan_node(
                 group: g.group,
                 members,
             });
+        }
+        if g.is_leader
+            && let Some((_, sh)) = state.shard_by_group(g.group)
+        {
+            let wanted: BTreeSet<u64> = sh.replicas.iter().copied().collect();
+            if !g.voters.is_empty() && wanted != g.voters {
+                let add = wanted
+                    .difference(&g.voters)
+                    .next()
+                    .and_then(|id| state.nodes.get(id).map(|n| (*id, n.addr.clone())));
+                actions.push(NodeAction::ReconcileMembers {
+                    group: g.group,
+                    add,
+                    voters: wanted,
+                });
+            }
         }
         if g.is_leader
             && state
@@ -186,7 +219,7 @@ mod tests {
         let s = state();
         let mut inits = BTreeMap::new();
         for me in 1..=3 {
-            for a in plan_node(&s, me, &[], false, 0) {
+            for a in plan_node(&s, me, &[], false, 0, &BTreeSet::new()) {
                 if let NodeAction::OpenShard {
                     group,
                     members,
@@ -212,21 +245,24 @@ mod tests {
                 is_leader: true,
                 leader_seen: true,
                 opened_ms_ago: 10_000,
+                voters: BTreeSet::new(),
             },
             LocalGroup {
                 group: 2,
                 is_leader: false,
                 leader_seen: true,
                 opened_ms_ago: 10_000,
+                voters: BTreeSet::new(),
             },
             LocalGroup {
                 group: 9,
                 is_leader: true,
                 leader_seen: true,
                 opened_ms_ago: 10_000,
+                voters: BTreeSet::new(),
             },
         ];
-        let a = plan_node(&s, 1, &local, false, 0);
+        let a = plan_node(&s, 1, &local, false, 0, &BTreeSet::new());
         assert!(a.contains(&NodeAction::ReportReady { group: 1 }));
         assert!(!a.contains(&NodeAction::ReportReady { group: 2 }));
         assert!(a.contains(&NodeAction::DropGroup { group: 9 }));
@@ -242,10 +278,11 @@ mod tests {
                 is_leader: false,
                 leader_seen,
                 opened_ms_ago,
+                voters: BTreeSet::new(),
             }]
         };
         let inits = |l: &[LocalGroup]| {
-            plan_node(&s, 2, l, false, 0)
+            plan_node(&s, 2, l, false, 0, &BTreeSet::new())
                 .into_iter()
                 .filter(|a| matches!(a, NodeAction::InitializeGroup { group: 1, .. }))
                 .count()
@@ -271,21 +308,21 @@ mod tests {
         })
         .unwrap();
         let drive = |s: &MetaState, leader: bool| {
-            plan_node(s, 1, &[], leader, 5)
+            plan_node(s, 1, &[], leader, 5, &BTreeSet::new())
                 .into_iter()
                 .filter(|a| matches!(a, NodeAction::DriveReshard { .. }))
                 .count()
         };
         assert_eq!(drive(&s, true), 0, "the child has no leader yet");
         // The child's replicas are opened like any shard's.
-        let opens = plan_node(&s, 1, &[], false, 5)
+        let opens = plan_node(&s, 1, &[], false, 5, &BTreeSet::new())
             .into_iter()
             .filter(|a| matches!(a, NodeAction::OpenShard { group: 3, .. }))
             .count();
         assert_eq!(opens, 1);
         s.apply(MetaCommand::ShardReady { group_id: 3 }).unwrap();
         assert_eq!(drive(&s, false), 0, "only the metadata leader drives");
-        match plan_node(&s, 1, &[], true, 5)
+        match plan_node(&s, 1, &[], true, 5, &BTreeSet::new())
             .into_iter()
             .find(|a| matches!(a, NodeAction::DriveReshard { .. }))
         {

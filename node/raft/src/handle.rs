@@ -44,6 +44,9 @@ pub struct GroupStatus {
     pub committed: Option<u64>,
     pub voters: BTreeSet<u64>,
     pub learners: BTreeSet<u64>,
+    /// On the leader: how long ago each other member last acknowledged a heartbeat or
+    /// replication (None: not since this node became leader). Empty on followers.
+    pub acked_ms_ago: BTreeMap<u64, Option<u64>>,
 }
 
 #[derive(Clone)]
@@ -143,7 +146,31 @@ impl GroupHandle {
             committed: m.local_committed.map(|l| l.index()),
             voters: mem.voter_ids().collect(),
             learners: mem.learner_ids().collect(),
+            acked_ms_ago: m
+                .heartbeat
+                .as_ref()
+                .map(|h| {
+                    h.iter()
+                        .filter(|(id, _)| **id != m.id)
+                        .map(|(id, at)| {
+                            let ago = at
+                                .as_ref()
+                                .map(|t| openraft::Instant::elapsed(&**t).as_millis() as u64);
+                            (*id, ago)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
+    }
+
+    /// Asks this group's leader (this node) to hand leadership to `to`; returns once asked.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), String> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Address of a member node, from the group's membership.

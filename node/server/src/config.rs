@@ -100,6 +100,10 @@ pub(crate) struct NodeFlags {
     /// Snapshot each Raft group (and so allow purging its log) after this many applied entries.
     #[arg(long)]
     pub(crate) snapshot_every_entries: Option<u64>,
+    /// Seconds a node may stay unreachable from the metadata leader before its shard replicas
+    /// are re-created on other nodes (default 30).
+    #[arg(long)]
+    pub(crate) node_down_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +122,7 @@ struct FileConfig {
     kinesis_tls_cert: Option<PathBuf>,
     kinesis_tls_key: Option<PathBuf>,
     snapshot_every_entries: Option<u64>,
+    node_down_timeout_secs: Option<u64>,
 }
 
 /// The resolved settings of one node.
@@ -137,6 +142,7 @@ pub(crate) struct NodeConfig {
     /// (certificate, key) PEM files for TLS on the Kinesis port.
     pub(crate) kinesis_tls: Option<(PathBuf, PathBuf)>,
     pub(crate) snapshot_every_entries: u64,
+    pub(crate) node_down_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +271,12 @@ impl NodeFlags {
                 .or(file.snapshot_every_entries)
                 .unwrap_or(RaftOptions::default().snapshot_every_entries)
                 .max(1),
+            node_down_timeout: std::time::Duration::from_secs(
+                self.node_down_timeout_secs
+                    .or(file.node_down_timeout_secs)
+                    .unwrap_or(30)
+                    .max(1),
+            ),
         })
     }
 }

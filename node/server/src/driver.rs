@@ -3,7 +3,7 @@
 //! metadata group, drives reshards on the metadata leader (seal the parents, commit the wave),
 //! and has shard leaders trim records past their stream's retention.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +23,13 @@ pub(crate) async fn run(node: Node) {
     let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
     // When this node first saw each local group, and whether it has seen a leader since.
     let opened: Mutex<HashMap<u64, (tokio::time::Instant, bool)>> = Mutex::default();
+    // Since when this node leads the metadata group: a new leader has heard from nobody yet,
+    // so it judges a node down only after a full timeout of its own.
+    let leading_since: Mutex<Option<tokio::time::Instant>> = Mutex::default();
     let mut changes = node.meta_changes.clone();
     let mut last_retention = tokio::time::Instant::now();
     loop {
-        reconcile(&node, &in_flight, &opened).await;
+        reconcile(&node, &in_flight, &opened, &leading_since).await;
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
             trim_expired(&node);
@@ -41,6 +44,7 @@ async fn reconcile(
     node: &Node,
     in_flight: &Arc<Mutex<HashSet<u64>>>,
     opened: &Mutex<HashMap<u64, (tokio::time::Instant, bool)>>,
+    leading_since: &Mutex<Option<tokio::time::Instant>>,
 ) {
     let me = node.host.node_id();
     let meta = node.meta.read().clone();
@@ -61,21 +65,36 @@ async fn reconcile(
             entry.1 |= leader_known;
             LocalGroup {
                 group: *g,
-                is_leader: status.is_some_and(|s| s.is_leader),
+                is_leader: status.as_ref().is_some_and(|s| s.is_leader),
                 leader_seen: entry.1,
                 opened_ms_ago: entry.0.elapsed().as_millis() as u64,
+                voters: status.map(|s| s.voters).unwrap_or_default(),
             }
         })
         .collect();
     opened
         .lock()
         .retain(|g, _| local.iter().any(|l| l.group == *g));
-    let meta_leader = node
+    let meta_status = node
         .host
         .group(streamd_raft::META_GROUP)
-        .is_some_and(|g| g.status().is_leader);
+        .map(|g| g.status());
+    let meta_leader = meta_status.as_ref().is_some_and(|s| s.is_leader);
+    let down = {
+        let mut lead = leading_since.lock();
+        match (&meta_status, meta_leader) {
+            (Some(st), true) => {
+                let since = *lead.get_or_insert_with(tokio::time::Instant::now);
+                nodes_down(st, since, node.config.node_down_timeout)
+            }
+            _ => {
+                *lead = None;
+                BTreeSet::new()
+            }
+        }
+    };
     let now = streamd_shard::now_ms();
-    for action in plan_node(&meta, me, &local, meta_leader, now) {
+    for action in plan_node(&meta, me, &local, meta_leader, now, &down) {
         match action {
             NodeAction::OpenShard {
                 group,
@@ -105,6 +124,58 @@ async fn reconcile(
                         );
                     }
                 }
+            }
+            NodeAction::MoveReplica { group, from, to } => {
+                let key = group | (1 << 62);
+                if !in_flight.lock().insert(key) {
+                    continue;
+                }
+                tracing::info!(
+                    group_id = group,
+                    from,
+                    to,
+                    "moving a replica off a node that is down"
+                );
+                let gw = node.gateway.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = gw
+                        .propose_meta(&MetaCommand::MoveReplica { group, from, to })
+                        .await
+                    {
+                        tracing::info!(group_id = group, error = %e, "replica not moved yet");
+                    }
+                    in_flight.lock().remove(&key);
+                });
+            }
+            NodeAction::ReconcileMembers { group, add, voters } => {
+                let key = group | (1 << 61);
+                if !in_flight.lock().insert(key) {
+                    continue;
+                }
+                let Some(h) = node.host.group(group) else {
+                    in_flight.lock().remove(&key);
+                    continue;
+                };
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    tracing::info!(
+                        group_id = group,
+                        ?add,
+                        ?voters,
+                        "changing the group's replicas to match the shard map"
+                    );
+                    match h.change_voters(add, voters).await {
+                        Ok(()) => tracing::info!(
+                            group_id = group,
+                            "group membership matches the shard map"
+                        ),
+                        Err(e) => {
+                            tracing::info!(group_id = group, error = %e, "group membership not changed yet")
+                        }
+                    }
+                    in_flight.lock().remove(&key);
+                });
             }
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);
@@ -179,6 +250,22 @@ async fn reconcile(
             }
         }
     }
+}
+
+/// The metadata group's members its leader has not heard from for `timeout` (members it never
+/// heard from count from when it became leader).
+fn nodes_down(
+    meta: &streamd_raft::GroupStatus,
+    leading_since: tokio::time::Instant,
+    timeout: Duration,
+) -> BTreeSet<u64> {
+    let timeout_ms = timeout.as_millis() as u64;
+    let led_ms = leading_since.elapsed().as_millis() as u64;
+    meta.acked_ms_ago
+        .iter()
+        .filter(|(_, ago)| ago.unwrap_or(led_ms) >= timeout_ms && led_ms >= timeout_ms)
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 /// Seals every parent of reshard `op_id` through its own log (idempotent: a parent sealed

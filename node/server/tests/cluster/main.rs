@@ -10,6 +10,7 @@
 //! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
 //! - t70: split, merge and UpdateShardCount under load, and a split whose controller is killed:
 //!   every key's acknowledged records once each, in acknowledgement order, across the lineage.
+//! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical.
 //!
 //! Every wait is a deadline poll (`streamd_testkit::wait_*`) and every test is bounded; set
 //! `STREAMD_TEST_SEED` to replay a run's random choices, `STREAMD_TEST_KEEP=1` to keep the data
@@ -24,6 +25,7 @@ mod t40_bad_input;
 mod t50_single_node;
 mod t60_kinesis_sdk;
 mod t70_reshard;
+mod t80_node_loss;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

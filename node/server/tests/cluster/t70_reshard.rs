@@ -22,14 +22,14 @@ const WRITERS: usize = 4;
 const BATCH: usize = 40;
 const KEYS: u32 = 300;
 
-struct Load {
+pub(crate) struct Load {
     outcomes: Arc<Mutex<Vec<Outcomes>>>,
     stop: Arc<AtomicBool>,
     writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(
+    pub(crate) fn start(
         clients: Vec<StreamdClient>,
         stream: &'static str,
         rng: &mut rand::rngs::StdRng,
@@ -70,7 +70,7 @@ impl Load {
     }
 
     /// Waits for `more` acknowledgements beyond the current count.
-    async fn progress(&self, more: usize, what: &str) {
+    pub(crate) async fn progress(&self, more: usize, what: &str) {
         let from = self.acked();
         wait_until(Duration::from_secs(30), what, || async {
             self.acked() >= from + more
@@ -78,7 +78,7 @@ impl Load {
         .await;
     }
 
-    async fn finish(self) -> Outcomes {
+    pub(crate) async fn finish(self) -> Outcomes {
         self.stop.store(true, Ordering::SeqCst);
         for w in self.writers {
             w.await.unwrap();
