@@ -187,6 +187,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// The process id of node `id`, when it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id)?.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.node(id).is_some_and(|n| n.child.is_some())
     }

@@ -2,17 +2,23 @@
 //! fault ends. Done with libfaketime: when the nemesis is enabled every node starts with
 //! `LD_PRELOAD` of it and its own `FAKETIME_TIMESTAMP_FILE` holding `+0`; the fault writes an
 //! offset there (`+120`, `-45`) and the node's `clock_gettime(CLOCK_REALTIME)` and friends follow
-//! within the cache period. Start and heal each poll the node's HTTP `Date` header (admin port)
-//! until it shows the offset, so a fault that did not take is an error, never silently nothing.
+//! within the cache period. A fault that did not take is an error, never silently nothing: start
+//! and heal check that libfaketime is mapped into the node's process, and a jump forward is
+//! awaited until the node's HTTP `Date` header (admin port) shows it. A jump back cannot be seen
+//! there: hyper caches the `Date` value until the wall clock passes the cached second's end, so
+//! after a jump back of N seconds the header stands still for N seconds. The node's own clock
+//! does follow (libfaketime rereads the file every [`CACHE_S`] second).
 //!
 //! The monotonic clock is left alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`): streamd's timers, Raft
 //! election and heartbeat timeouts and tokio all run on it, and a skewed wall clock is the fault
 //! real machines have (NTP steps), while a monotonic clock that jumps is not something a kernel
 //! does. Faking it would also make a jump back stall every timer of the node.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -47,6 +53,8 @@ pub enum ClockError {
     },
     #[error("node {node} has no clock file")]
     NoNode { node: u64 },
+    #[error("libfaketime is not loaded in node {node} (pid {pid}): {why}")]
+    NotPreloaded { node: u64, pid: u32, why: String },
 }
 
 /// Where libfaketime is, if installed: `$STREAMD_JEPSEN_LIBFAKETIME`, else Debian's multiarch
@@ -74,6 +82,8 @@ pub struct Clocks {
     lib: PathBuf,
     dir: PathBuf,
     admins: Vec<(u64, SocketAddr)>,
+    /// The offset last written for each node, to tell a jump forward from one back.
+    offsets: Arc<Mutex<BTreeMap<u64, i64>>>,
 }
 
 impl Clocks {
@@ -87,6 +97,7 @@ impl Clocks {
             lib,
             dir: dir.to_path_buf(),
             admins,
+            offsets: Arc::default(),
         };
         for &(id, _) in &clocks.admins {
             clocks.write(id, 0)?;
@@ -114,26 +125,61 @@ impl Clocks {
     }
 
     /// Replaces the file whole (rename), so libfaketime never reads half an offset.
-    fn write(&self, id: u64, offset_s: i64) -> Result<(), ClockError> {
+    /// Returns the offset the node had before.
+    fn write(&self, id: u64, offset_s: i64) -> Result<i64, ClockError> {
         let path = self.file(id);
         let tmp = path.with_extension("faketime.tmp");
         let result = std::fs::File::create(&tmp)
             .and_then(|mut f| writeln!(f, "{}", offset_spec(offset_s)))
             .and_then(|()| std::fs::rename(&tmp, &path));
-        result.map_err(|source| ClockError::Write { path, source })
+        result.map_err(|source| ClockError::Write { path, source })?;
+        let previous = match self.offsets.lock() {
+            Ok(mut o) => o.insert(id, offset_s),
+            Err(poisoned) => poisoned.into_inner().insert(id, offset_s),
+        };
+        Ok(previous.unwrap_or(0))
     }
 
-    /// Sets node `id`'s wall clock `offset_s` seconds from the real one; with `wait`, returns
-    /// once the node shows it.
-    pub async fn set(&self, id: u64, offset_s: i64, wait: bool) -> Result<(), ClockError> {
+    /// Fails unless the process `pid` has the library mapped (a static binary, or an
+    /// `LD_PRELOAD` that the loader refused, would ignore the clock files).
+    fn check_preloaded(&self, id: u64, pid: u32) -> Result<(), ClockError> {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| {
+            ClockError::NotPreloaded {
+                node: id,
+                pid,
+                why: e.to_string(),
+            }
+        })?;
+        let name = self
+            .lib
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string());
+        match name {
+            Some(n) if maps.contains(&n) => Ok(()),
+            _ => Err(ClockError::NotPreloaded {
+                node: id,
+                pid,
+                why: format!("{} is not in its memory map", self.lib.display()),
+            }),
+        }
+    }
+
+    /// Sets node `id`'s wall clock `offset_s` seconds from the real one. With the node's `pid`
+    /// (it runs), checks the library is loaded and, for a jump forward, returns once the node
+    /// shows the new time.
+    pub async fn set(&self, id: u64, offset_s: i64, pid: Option<u32>) -> Result<(), ClockError> {
         let admin = self
             .admins
             .iter()
             .find(|(n, _)| *n == id)
             .map(|(_, a)| *a)
             .ok_or(ClockError::NoNode { node: id })?;
-        self.write(id, offset_s)?;
-        if !wait {
+        let previous = self.write(id, offset_s)?;
+        let Some(pid) = pid else {
+            return Ok(());
+        };
+        self.check_preloaded(id, pid)?;
+        if offset_s <= previous {
             return Ok(());
         }
         let end = Instant::now() + APPLY_TIMEOUT;
@@ -158,7 +204,7 @@ impl Clocks {
     pub fn reset_all(&self) -> Result<(), ClockError> {
         let mut first = None;
         for &(id, _) in &self.admins {
-            if let Err(e) = self.write(id, 0) {
+            if let Err(e) = self.write(id, 0).map(drop) {
                 first.get_or_insert(e);
             }
         }
@@ -230,8 +276,11 @@ pub(crate) async fn start(target: &Target, node: u64, offset_s: i64) -> Result<(
         .clocks
         .as_ref()
         .ok_or("the nodes were started without libfaketime")?;
+    let pid = target
+        .with_cluster(|c| c.pid(node))
+        .ok_or_else(|| format!("node {node} is not running"))?;
     clocks
-        .set(node, offset_s, true)
+        .set(node, offset_s, Some(pid))
         .await
         .map_err(|e| e.to_string())
 }
@@ -243,11 +292,8 @@ pub(crate) async fn heal(target: &Target, node: u64) -> Result<(), String> {
         .ok_or("the nodes were started without libfaketime")?;
     // A node that is down now (faults do not overlap, but it may have crashed) shows nothing;
     // its file is reset all the same, so it restarts with the real time.
-    let running = target.with_cluster(|c| c.is_running(node));
-    clocks
-        .set(node, 0, running)
-        .await
-        .map_err(|e| e.to_string())
+    let pid = target.with_cluster(|c| c.pid(node));
+    clocks.set(node, 0, pid).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
