@@ -4,10 +4,11 @@
 //! offset there (`+120`, `-45`) and the node's `clock_gettime(CLOCK_REALTIME)` and friends follow
 //! within the cache period. A fault that did not take is an error, never silently nothing: start
 //! and heal check that libfaketime is mapped into the node's process, and a jump forward is
-//! awaited until the node's HTTP `Date` header (admin port) shows it. A jump back cannot be seen
-//! there: hyper caches the `Date` value until the wall clock passes the cached second's end, so
-//! after a jump back of N seconds the header stands still for N seconds. The node's own clock
-//! does follow (libfaketime rereads the file every [`CACHE_S`] second).
+//! awaited until the node's HTTP `Date` header (admin port) is no earlier than the new time. The
+//! header cannot show more: hyper caches its value until the wall clock passes the cached
+//! second's end, so after a jump back of N seconds it stands still for N seconds (it never goes
+//! back). The node's own clock does follow (libfaketime rereads the file every [`CACHE_S`]
+//! second), as the expired iterators in a run show.
 //!
 //! The monotonic clock is left alone (`FAKETIME_DONT_FAKE_MONOTONIC=1`): streamd's timers, Raft
 //! election and heartbeat timeouts and tokio all run on it, and a skewed wall clock is the fault
@@ -35,8 +36,8 @@ pub const OFFSET_S: std::ops::RangeInclusive<i64> = 5..=400;
 const CACHE_S: &str = "1";
 /// How long the node may take to show a new offset: the cache period plus a margin.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How far the node's `Date` may be from the expected one (it has a one-second resolution, and
-/// the request takes time).
+/// How far the node's `Date` may be behind the expected time (it has a one-second resolution,
+/// and the request takes time).
 const TOLERANCE_S: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -165,8 +166,8 @@ impl Clocks {
     }
 
     /// Sets node `id`'s wall clock `offset_s` seconds from the real one. With the node's `pid`
-    /// (it runs), checks the library is loaded and, for a jump forward, returns once the node
-    /// shows the new time.
+    /// (it runs), checks the library is loaded and, for a jump forward, returns once the node's
+    /// `Date` is no earlier than the new time.
     pub async fn set(&self, id: u64, offset_s: i64, pid: Option<u32>) -> Result<(), ClockError> {
         let admin = self
             .admins
@@ -185,7 +186,7 @@ impl Clocks {
         let end = Instant::now() + APPLY_TIMEOUT;
         loop {
             let last = match node_offset(admin).await {
-                Ok(seen) if (seen - offset_s).abs() <= TOLERANCE_S => return Ok(()),
+                Ok(seen) if seen >= offset_s - TOLERANCE_S => return Ok(()),
                 Ok(seen) => format!("it shows {seen:+}s"),
                 Err(e) => e,
             };
