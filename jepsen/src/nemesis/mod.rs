@@ -605,6 +605,62 @@ mod tests {
     }
 
     #[test]
+    fn ring_bridge_delay_and_clock_sort_last_and_are_drawn_when_enabled() {
+        let mut all = vec![
+            Kind::Clock,
+            Kind::Delay,
+            Kind::Bridge,
+            Kind::Ring,
+            Kind::PartitionLeader,
+            Kind::Lossy,
+        ];
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            vec![
+                Kind::Lossy,
+                Kind::PartitionLeader,
+                Kind::Ring,
+                Kind::Bridge,
+                Kind::Delay,
+                Kind::Clock
+            ]
+        );
+        let new = [Kind::Ring, Kind::Bridge, Kind::Delay, Kind::Clock];
+        let s = plan(7, &new, 5, Duration::from_secs(60));
+        let kinds: std::collections::BTreeSet<Kind> = s.iter().map(|p| p.fault.kind()).collect();
+        assert_eq!(
+            kinds.len(),
+            4,
+            "seed 7 (the CI campaign) draws every new kind: {s:?}"
+        );
+        for p in &s {
+            match &p.fault {
+                Fault::Ring { order, cut } => assert_eq!(graph::ring(order).cut_links(), *cut),
+                Fault::Bridge { .. } => assert_eq!(p.fault.groups().len(), 5),
+                Fault::Delay { node, .. } => assert!(node.is_none_or(|n| (1..=5).contains(&n))),
+                Fault::Clock { node, offset_s } => {
+                    assert!((1..=5).contains(node) && *offset_s != 0)
+                }
+                other => panic!("not enabled: {other:?}"),
+            }
+        }
+        let old = [
+            Kind::Kill,
+            Kind::Pause,
+            Kind::Partition,
+            Kind::Lossy,
+            Kind::PartitionLeader,
+        ];
+        let old_plan = plan(8, &old, 3, Duration::from_secs(60));
+        assert!(
+            old_plan
+                .iter()
+                .all(|p| p.fault.kind() <= Kind::PartitionLeader)
+        );
+    }
+
+    #[test]
     fn a_found_leader_is_the_node_recorded_and_isolated() {
         let fault = Fault::PartitionLeader {
             of: partition_leader::LeaderOf::Metadata,
