@@ -12,8 +12,9 @@ test: test-deps lint rust-tests sdk-tests jepsen-smoke
 # Test clients: boto3, the AWS CLI, pytest and cbor2 (pip), and the AWS SDK for JavaScript (npm,
 # from the lock file). Quick when already installed.
 test-deps:
-	@# iptables for the jepsen partition nemesis (root only; without it the harness says it skips).
-	@command -v iptables >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -q iptables >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q iptables >/dev/null)
+	@# iptables for the jepsen network nemeses, faketime (libfaketime) for its clock nemesis (root
+	@# only; without them the harness says which nemeses it skips and why).
+	@(command -v iptables && command -v faketime) >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -q iptables faketime >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q iptables faketime >/dev/null)
 	python3 -m pip install --quiet --disable-pip-version-check -r $(KINESIS_TESTS)/python/requirements.txt
 	cd $(KINESIS_TESTS)/js && npm ci --no-audit --no-fund --loglevel=error
 
@@ -35,12 +36,15 @@ sdk-tests:
 	cargo build --release --workspace --all-targets
 	python3 -m pytest $(KINESIS_TESTS)/python -q -W ignore::DeprecationWarning
 
-# A short fault-injection campaign with a fixed seed that draws every nemesis (partition, pause,
-# leader isolation, lossy links, kill -9) on three nodes
-# in network namespaces; fails on any anomaly (jepsen/README.md runs longer ones).
+# Two short fault-injection campaigns with fixed seeds, in network namespaces; each fails on any
+# anomaly (jepsen/README.md runs longer ones). The first draws the process and two-sided network
+# nemeses (partition, pause, leader isolation, lossy links, kill -9) on three nodes; the second
+# rings, bridges, delayed links through the proxy and clock skew on five nodes, since a ring of
+# three is only a bridge (seed 7 draws all four kinds).
 jepsen-smoke:
 	cargo build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader --seed 8 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 5 --time-limit 60 --nemesis ring,bridge,delay,clock --seed 7 --out $(CARGO_TARGET_DIR)/jepsen-ci-net --streamd $(STREAMD_BIN)
 
 run:
 	cargo run --release --bin streamd

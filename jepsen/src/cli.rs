@@ -34,6 +34,10 @@ pub enum NemesisArg {
     Partition,
     Lossy,
     PartitionLeader,
+    Ring,
+    Bridge,
+    Delay,
+    Clock,
     None,
 }
 
@@ -45,6 +49,10 @@ impl NemesisArg {
             NemesisArg::Partition => Some(Kind::Partition),
             NemesisArg::Lossy => Some(Kind::Lossy),
             NemesisArg::PartitionLeader => Some(Kind::PartitionLeader),
+            NemesisArg::Ring => Some(Kind::Ring),
+            NemesisArg::Bridge => Some(Kind::Bridge),
+            NemesisArg::Delay => Some(Kind::Delay),
+            NemesisArg::Clock => Some(Kind::Clock),
             NemesisArg::None => None,
         }
     }
@@ -58,8 +66,8 @@ pub struct TestArgs {
     /// Seconds of workload under faults (setup, healing and the final drain come on top).
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
-    /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader (or
-    /// none).
+    /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader,
+    /// ring, bridge, delay, clock (or none).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     pub nemesis: Vec<NemesisArg>,
     /// Seed of every random choice (fault schedule, batch sizes, keys); printed, and a run is
@@ -156,6 +164,27 @@ mod tests {
         let kinds: Vec<_> = t.nemesis.iter().filter_map(|n| n.kind()).collect();
         assert_eq!(kinds, vec![Kind::Lossy, Kind::PartitionLeader, Kind::Kill]);
         assert_eq!(Kind::PartitionLeader.name(), "partition-leader");
+    }
+
+    #[test]
+    fn the_graph_delay_and_clock_nemeses_parse_by_their_names() {
+        let cli = Cli::try_parse_from([
+            "streamd-jepsen",
+            "test",
+            "--nemesis",
+            "ring,bridge,delay,clock",
+        ])
+        .unwrap();
+        let Command::Test(t) = cli.command else {
+            panic!("not a test command");
+        };
+        let kinds: Vec<_> = t.nemesis.iter().filter_map(|n| n.kind()).collect();
+        assert_eq!(
+            kinds,
+            vec![Kind::Ring, Kind::Bridge, Kind::Delay, Kind::Clock]
+        );
+        let names: Vec<_> = kinds.iter().map(|k| k.name()).collect();
+        assert_eq!(names, vec!["ring", "bridge", "delay", "clock"]);
     }
 
     #[test]

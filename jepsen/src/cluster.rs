@@ -25,6 +25,8 @@ struct Node {
     netns: Option<String>,
     child: Option<Child>,
     paused: bool,
+    /// Extra environment (libfaketime for the clock nemesis).
+    env: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,7 @@ impl Cluster {
                 netns,
                 child: None,
                 paused: false,
+                env: Vec::new(),
             })
             .collect();
         Cluster {
@@ -83,6 +86,12 @@ impl Cluster {
             .iter_mut()
             .find(|n| n.spec.id == id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no node {id}")))
+    }
+
+    /// Sets the extra environment node `id` starts with from now on.
+    pub fn set_env(&mut self, id: u64, env: Vec<(String, String)>) -> io::Result<()> {
+        self.node_mut(id)?.env = env;
+        Ok(())
     }
 
     /// The full command line of node `id` (program first).
@@ -120,6 +129,7 @@ impl Cluster {
         writeln!(log, "=== jepsen: starting {}", argv.join(" "))?;
         let stderr = log.try_clone()?;
         let child = Command::new(&argv[0])
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(log)
@@ -175,6 +185,11 @@ impl Cluster {
         signal::send(pid, sig)?;
         node.paused = paused;
         Ok(())
+    }
+
+    /// The process id of node `id`, when it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id)?.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&self, id: u64) -> bool {

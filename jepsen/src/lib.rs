@@ -26,6 +26,7 @@ pub mod nemesis;
 pub mod net;
 pub mod plant;
 pub mod plot;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod workload;

@@ -183,32 +183,42 @@ impl Netns {
     /// Cuts every node off from the nodes outside its group, in both directions, with DROP rules
     /// inside each node's namespace. Clients (on the bridge address) keep reaching every node.
     pub fn partition(&self, groups: &[Vec<u64>]) -> Result<(), NetError> {
-        for (g, group) in groups.iter().enumerate() {
-            let others: Vec<u64> = groups
-                .iter()
-                .enumerate()
-                .filter(|(h, _)| *h != g)
-                .flat_map(|(_, o)| o.iter().copied())
-                .collect();
-            for &node in group {
+        self.cut(&cross_pairs(groups))
+    }
+
+    /// Cuts each link `(a, b)` in both directions; every other link keeps working, so any
+    /// connectivity graph can be made (rings, bridges, halves). Rules go inside both nodes'
+    /// namespaces, see [`cut_rules`].
+    pub fn cut(&self, links: &[(u64, u64)]) -> Result<(), NetError> {
+        for &(a, b) in links {
+            for (node, other) in [(a, b), (b, a)] {
                 let ns = self.ns(node);
-                for &other in &others {
-                    let ip = self.ip(other).to_string();
-                    let ipt = |chain: &str, dir: &str| {
-                        run(
-                            "ip",
-                            &[
-                                "netns", "exec", &ns, "iptables", "-w", "-A", chain, dir, &ip,
-                                "-j", "DROP",
-                            ],
-                        )
-                    };
-                    ipt("INPUT", "-s")?;
-                    ipt("OUTPUT", "-d")?;
+                for rule in cut_rules(self.ip(other)) {
+                    let mut args = vec!["netns", "exec", &ns, "iptables", "-w"];
+                    args.extend(rule.iter().map(String::as_str));
+                    run("ip", &args)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Sends node `from`'s TCP connections to `to`'s `port` through `via` (a proxy on the
+    /// bridge): a DNAT rule in the nat table of `from`'s namespace, so only connections the node
+    /// itself opens are rewritten, never the clients' (they arrive from the root namespace).
+    /// [`Netns::heal`] flushes only the filter table, so the rule lasts the whole run.
+    pub fn redirect(
+        &self,
+        from: u64,
+        to: u64,
+        port: u16,
+        via: std::net::SocketAddr,
+    ) -> Result<(), NetError> {
+        let ns = self.ns(from);
+        let rule = redirect_rule(self.ip(to), port, via);
+        let mut args = vec!["netns", "exec", &ns, "iptables", "-w"];
+        args.extend(rule.iter().map(String::as_str));
+        run("ip", &args)
     }
 
     /// Drops `percent`% of the packets on node `id`'s link, in both directions, with the
@@ -224,8 +234,23 @@ impl Netns {
         Ok(())
     }
 
-    /// Removes every partition rule (the namespaces are the run's own, so their chains are
-    /// flushed whole).
+    /// Removes every proxy redirect (the nat table of every namespace).
+    pub fn unredirect(&self) -> Result<(), NetError> {
+        let mut first_error = None;
+        for i in 1..=self.nodes as u64 {
+            let ns = self.ns(i);
+            let args = [
+                "netns", "exec", &ns, "iptables", "-w", "-t", "nat", "-F", "OUTPUT",
+            ];
+            if let Err(e) = run("ip", &args) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Removes every partition and lossy rule (the namespaces are the run's own, so their
+    /// filter chains are flushed whole; the nat table's proxy redirects stay).
     pub fn heal(&self) -> Result<(), NetError> {
         let mut first_error = None;
         for i in 1..=self.nodes as u64 {
@@ -251,6 +276,75 @@ impl Netns {
         }
         let _ = run("ip", &["link", "del", &self.bridge()]);
     }
+}
+
+/// Every pair of nodes on different sides of `groups`, each once, lower id first.
+pub fn cross_pairs(groups: &[Vec<u64>]) -> Vec<(u64, u64)> {
+    let mut pairs = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        for other in groups.iter().skip(g + 1) {
+            for &a in group {
+                for &b in other {
+                    pairs.push((a.min(b), a.max(b)));
+                }
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// The iptables arguments (after `iptables -w`), inside one node's namespace, that cut it off
+/// from the node at `peer`. The plain `-s`/`-d` rules cut direct packets; the conntrack rules
+/// match the address a connection was first sent to, before the DNAT of [`redirect_rule`], so
+/// connections this node opens to `peer` through the delay proxy are cut too (their packets
+/// carry the bridge address). A proxied connection `peer` opens to this node is cut on
+/// `peer`'s side by the same rules there, as every cut is applied to both ends.
+pub fn cut_rules(peer: Ipv4Addr) -> Vec<Vec<String>> {
+    let ip = peer.to_string();
+    let plain = [("INPUT", "-s"), ("OUTPUT", "-d")].map(|(chain, dir)| {
+        ["-A", chain, dir, &ip, "-j", "DROP"]
+            .map(String::from)
+            .to_vec()
+    });
+    let tracked = ["INPUT", "OUTPUT"].map(|chain| {
+        [
+            "-A",
+            chain,
+            "-m",
+            "conntrack",
+            "--ctorigdst",
+            &ip,
+            "-j",
+            "DROP",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    plain.into_iter().chain(tracked).collect()
+}
+
+/// The nat rule that rewrites TCP connections to `peer:port` to go to `via` instead.
+pub fn redirect_rule(peer: Ipv4Addr, port: u16, via: std::net::SocketAddr) -> Vec<String> {
+    [
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        &peer.to_string(),
+        "--dport",
+        &port.to_string(),
+        "-j",
+        "DNAT",
+        "--to-destination",
+        &via.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The iptables arguments (after `iptables -w`) that drop `percent`% of the packets entering
@@ -320,6 +414,38 @@ mod tests {
             lossy_rules("x", 250)[0]
                 .join(" ")
                 .contains("--probability 1.00")
+        );
+    }
+
+    #[test]
+    fn halves_cut_exactly_the_links_across() {
+        assert_eq!(
+            cross_pairs(&[vec![3, 1], vec![2, 4, 5]]),
+            vec![(1, 2), (1, 4), (1, 5), (2, 3), (3, 4), (3, 5)]
+        );
+        assert_eq!(cross_pairs(&[vec![2], vec![1, 3]]), vec![(1, 2), (2, 3)]);
+        assert!(cross_pairs(&[vec![1, 2, 3]]).is_empty());
+    }
+
+    #[test]
+    fn a_cut_also_matches_connections_redirected_through_the_proxy() {
+        let rules: Vec<String> = cut_rules(Ipv4Addr::new(10, 40, 0, 12))
+            .iter()
+            .map(|r| r.join(" "))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                "-A INPUT -s 10.40.0.12 -j DROP",
+                "-A OUTPUT -d 10.40.0.12 -j DROP",
+                "-A INPUT -m conntrack --ctorigdst 10.40.0.12 -j DROP",
+                "-A OUTPUT -m conntrack --ctorigdst 10.40.0.12 -j DROP",
+            ]
+        );
+        let via = std::net::SocketAddr::from(([10, 40, 0, 1], 41000));
+        assert_eq!(
+            redirect_rule(Ipv4Addr::new(10, 40, 0, 12), 50051, via).join(" "),
+            "-t nat -A OUTPUT -p tcp -d 10.40.0.12 --dport 50051 -j DNAT --to-destination 10.40.0.1:41000"
         );
     }
 

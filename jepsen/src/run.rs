@@ -31,8 +31,10 @@ use crate::cluster::{self, Cluster};
 use crate::history::{
     self, Clock, F, FaultEvent, HistoryFile, Op, OpType, Phase, Recorder, Setup, ShardInfo,
 };
+use crate::nemesis::clock::{self, Clocks};
 use crate::nemesis::{self, Kind, Target};
 use crate::net::{self, Netns};
+use crate::proxy::Proxy;
 use crate::report::{self, Results};
 use crate::workload::{self, drain, reader, writer};
 
@@ -57,10 +59,12 @@ const RECHECK_KEPT: &[&str] = &[
     "unexpected_exits",
 ];
 
-/// Kills the nodes and removes the network when dropped, whatever path the run takes.
+/// Kills the nodes, stops the proxy and removes the network when dropped, whatever path the run
+/// takes.
 struct Teardown {
     cluster: Arc<Mutex<Cluster>>,
     net: Option<Arc<Netns>>,
+    proxy: Option<Arc<Proxy>>,
 }
 
 impl Teardown {
@@ -68,6 +72,9 @@ impl Teardown {
         match self.cluster.lock() {
             Ok(mut c) => c.kill_all(),
             Err(poisoned) => poisoned.into_inner().kill_all(),
+        }
+        if let Some(proxy) = &self.proxy {
+            proxy.stop();
         }
         if let Some(net) = &self.net {
             net.teardown();
@@ -309,20 +316,38 @@ fn available_kinds(
     let mut skipped = BTreeMap::new();
     for kind in args.nemesis.iter().filter_map(|n| n.kind()) {
         let reason = match kind {
-            Kind::Partition | Kind::PartitionLeader if net.is_none() => {
+            Kind::Partition | Kind::PartitionLeader | Kind::Ring | Kind::Bridge
+                if net.is_none() =>
+            {
                 Some("no network namespaces (loopback fallback): partitions need them".to_string())
             }
             Kind::Lossy if net.is_none() => {
                 Some("no network namespaces (loopback fallback): lossy links need them".to_string())
             }
-            Kind::Partition | Kind::PartitionLeader | Kind::Lossy
+            Kind::Delay if net.is_none() => Some(
+                "no network namespaces (loopback fallback): the delay proxy needs each node's \
+                 connections redirected, which needs them (jepsen/README.md)"
+                    .to_string(),
+            ),
+            Kind::Partition
+            | Kind::PartitionLeader
+            | Kind::Lossy
+            | Kind::Ring
+            | Kind::Bridge
+            | Kind::Delay
                 if net::find_program("iptables").is_none() =>
             {
                 Some("`iptables` is not installed (Debian package `iptables`)".to_string())
             }
-            Kind::Partition | Kind::PartitionLeader if args.nodes < 3 => {
+            Kind::Partition | Kind::PartitionLeader | Kind::Ring | Kind::Bridge
+                if args.nodes < 3 =>
+            {
                 Some("a partition that keeps a majority needs at least 3 nodes".to_string())
             }
+            Kind::Clock if clock::find_libfaketime().is_none() => Some(
+                "libfaketime is not installed (Debian package `faketime` or `libfaketime`)"
+                    .to_string(),
+            ),
             _ => None,
         };
         match reason {
@@ -335,6 +360,35 @@ fn available_kinds(
     kinds.sort_unstable();
     kinds.dedup();
     (kinds, skipped)
+}
+
+/// Starts a proxy listener for every ordered pair of nodes and redirects each node's
+/// connections to its peers' gRPC ports through it (node-to-node traffic is all gRPC).
+async fn start_proxy(net: &Netns, specs: &[NodeSpec], seed: u64) -> Result<Proxy, String> {
+    let mut links = Vec::new();
+    for a in specs {
+        for b in specs.iter().filter(|b| b.id != a.id) {
+            links.push((a.id, b.id, b.grpc_addr));
+        }
+    }
+    let proxy = Proxy::start(IpAddr::V4(net.bridge_ip()), &links, seed)
+        .await
+        .map_err(|e| e.to_string())?;
+    let redirected = links.iter().try_for_each(|&(from, to, upstream)| {
+        let via = proxy
+            .listen_addr(from, to)
+            .ok_or_else(|| format!("no proxy listener for {from}->{to}"))?;
+        net.redirect(from, to, upstream.port(), via)
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = redirected {
+        // Half the redirects pointing at a proxy that is about to go would cut those links.
+        return Err(match net.unredirect() {
+            Ok(()) => e,
+            Err(undo) => format!("{e}; removing the redirects failed too: {undo}"),
+        });
+    }
+    Ok(proxy)
 }
 
 /// Everything up to a complete history file. `Err` is a harness failure.
@@ -384,12 +438,57 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         .map(|i| net.as_ref().map(|n| n.ns(i)))
         .collect();
     let cluster = Arc::new(Mutex::new(Cluster::new(binary, specs.clone(), netns)));
-    let teardown = Teardown {
+    let mut teardown = Teardown {
         cluster: cluster.clone(),
         net: net.clone(),
+        proxy: None,
     };
 
-    let (kinds, skipped) = available_kinds(args, net.as_deref());
+    let (mut kinds, mut skipped) = available_kinds(args, net.as_deref());
+    let proxy = match (&net, kinds.contains(&Kind::Delay)) {
+        (Some(n), true) => match start_proxy(n, &specs, seed).await {
+            Ok(p) => {
+                println!(
+                    "jepsen: node-to-node connections go through the delay proxy on {}",
+                    n.bridge_ip()
+                );
+                Some(Arc::new(p))
+            }
+            Err(e) => {
+                kinds.retain(|k| *k != Kind::Delay);
+                skipped.insert(
+                    Kind::Delay.name(),
+                    format!("the proxy could not be set up: {e}"),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    teardown.proxy = proxy.clone();
+    if let Some(Value::Object(topology)) = log.info.get_mut("topology") {
+        topology.insert("proxy".into(), json!(proxy.is_some()));
+    }
+    let clocks = match clock::find_libfaketime() {
+        Some(lib) if kinds.contains(&Kind::Clock) => {
+            match Clocks::new(lib.clone(), out, admins(&specs)) {
+                Ok(c) => {
+                    with_cluster(&cluster, |cl| {
+                        specs.iter().try_for_each(|s| cl.set_env(s.id, c.env(s.id)))
+                    })
+                    .map_err(|e| e.to_string())?;
+                    println!("jepsen: nodes start with {} preloaded", lib.display());
+                    Some(c)
+                }
+                Err(e) => {
+                    kinds.retain(|k| *k != Kind::Clock);
+                    skipped.insert(Kind::Clock.name(), format!("cannot write clock files: {e}"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     for (kind, reason) in &skipped {
         log.note(format!("nemesis {kind} not run: {reason}"));
     }
@@ -490,6 +589,8 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             .map(|s| (s.id, s.grpc_addr.to_string()))
             .collect(),
         stream: STREAM.into(),
+        proxy: proxy.clone(),
+        clocks: clocks.clone(),
     };
     let nemesis_task = tokio::spawn(nemesis::drive(
         schedule,

@@ -4,7 +4,8 @@
 //! [`plan`] is a pure function of (seed, enabled kinds, nodes, time limit): the same seed replays
 //! the same faults at the same offsets on the same nodes. [`drive`] carries a plan out; each kind
 //! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`, `lossy.rs`,
-//! `partition_leader.rs`) with its start and heal. A `partition-leader` fault draws which group's
+//! `partition_leader.rs`, `graph.rs` for `ring` and `bridge`, `delay.rs`, `clock.rs`) with its
+//! start and heal. A `partition-leader` fault draws which group's
 //! leader to isolate when planned, but finds that leader only when it starts.
 //! Faults never overlap: each is healed before the next starts, and every one of them leaves a
 //! majority of nodes connected and running.
@@ -20,7 +21,11 @@ use tokio::sync::watch;
 use crate::cluster::Cluster;
 use crate::history::{F, FaultEvent, Op, OpType, Phase, Recorder};
 use crate::net::Netns;
+use crate::proxy::{Delay, Proxy};
 
+pub mod clock;
+pub mod delay;
+pub mod graph;
 pub mod kill;
 pub mod lossy;
 pub mod partition;
@@ -49,6 +54,14 @@ pub enum Kind {
     /// One node isolated: the current leader of a random shard, or of the metadata group.
     #[serde(rename = "partition-leader")]
     PartitionLeader,
+    /// Every node connected to the nodes next to it in a ring: each sees a different majority.
+    Ring,
+    /// Two halves that hear each other only through one bridge node.
+    Bridge,
+    /// Slow links with jitter (one node's or all), through the node-to-node proxy.
+    Delay,
+    /// One node's wall clock offset by seconds to minutes (libfaketime).
+    Clock,
 }
 
 impl Kind {
@@ -59,6 +72,10 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Lossy => "lossy",
             Kind::PartitionLeader => "partition-leader",
+            Kind::Ring => "ring",
+            Kind::Bridge => "bridge",
+            Kind::Delay => "delay",
+            Kind::Clock => "clock",
         }
     }
 }
@@ -92,6 +109,27 @@ pub enum Fault {
         #[serde(skip_serializing_if = "Option::is_none")]
         found: Option<partition_leader::Found>,
     },
+    Ring {
+        /// The ring, in order; each node hears those close to it.
+        order: Vec<u64>,
+        /// The links cut (each in both directions).
+        cut: Vec<(u64, u64)>,
+    },
+    Bridge {
+        bridge: u64,
+        halves: Vec<Vec<u64>>,
+        cut: Vec<(u64, u64)>,
+    },
+    Delay {
+        /// The node whose links are slowed; every link when `None`.
+        node: Option<u64>,
+        delay: Delay,
+    },
+    Clock {
+        node: u64,
+        /// Seconds the node's wall clock is moved (negative: behind).
+        offset_s: i64,
+    },
 }
 
 impl Fault {
@@ -102,23 +140,53 @@ impl Fault {
             Fault::Partition { .. } => Kind::Partition,
             Fault::Lossy { .. } => Kind::Lossy,
             Fault::PartitionLeader { .. } => Kind::PartitionLeader,
+            Fault::Ring { .. } => Kind::Ring,
+            Fault::Bridge { .. } => Kind::Bridge,
+            Fault::Delay { .. } => Kind::Delay,
+            Fault::Clock { .. } => Kind::Clock,
         }
     }
 
     /// For partitions: the sides (empty until a `partition-leader` fault has found its node).
+    /// For rings and bridges, which have no sides: what each node hears, in node order.
     pub fn groups(&self) -> Vec<Vec<u64>> {
         match self {
             Fault::Partition { groups, .. } => groups.clone(),
             Fault::PartitionLeader { found: Some(f), .. } => f.groups.clone(),
+            Fault::Ring { .. } | Fault::Bridge { .. } => self.graph().views(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Who hears whom while a ring or bridge lasts (everyone, for other faults).
+    fn graph(&self) -> graph::Graph {
+        match self {
+            Fault::Ring { order, .. } => graph::ring(order),
+            Fault::Bridge { bridge, halves, .. } => graph::bridge(
+                *bridge,
+                halves.first().map_or(&[][..], Vec::as_slice),
+                halves.get(1).map_or(&[][..], Vec::as_slice),
+            ),
+            _ => graph::Graph::full(&[]),
         }
     }
 
     /// The nodes the fault acts on (for a partition: the minority side).
     pub fn nodes(&self) -> Vec<u64> {
         match self {
-            Fault::Kill { node } | Fault::Pause { node } | Fault::Lossy { node, .. } => {
+            Fault::Kill { node }
+            | Fault::Pause { node }
+            | Fault::Lossy { node, .. }
+            | Fault::Clock { node, .. } => {
                 vec![*node]
+            }
+            Fault::Delay { node, .. } => node.iter().copied().collect(),
+            // The nodes that lose at least one link.
+            Fault::Ring { cut, .. } | Fault::Bridge { cut, .. } => {
+                let mut n: Vec<u64> = cut.iter().flat_map(|&(a, b)| [a, b]).collect();
+                n.sort_unstable();
+                n.dedup();
+                n
             }
             Fault::PartitionLeader { found, .. } => found.iter().map(|f| f.isolated).collect(),
             Fault::Partition { groups, .. } => groups
@@ -151,6 +219,23 @@ impl Fault {
                     of.name()
                 ),
             },
+            Fault::Ring { order, cut } => format!("ring {order:?}, links cut {cut:?}"),
+            Fault::Bridge {
+                bridge,
+                halves,
+                cut,
+            } => format!("bridge node {bridge} between {halves:?}, links cut {cut:?}"),
+            Fault::Delay { node, delay } => format!(
+                "delay {} by {}ms + up to {}ms jitter per chunk",
+                node.map_or("every link".to_string(), |n| format!(
+                    "the links of node {n}"
+                )),
+                delay.base_ms,
+                delay.jitter_ms
+            ),
+            Fault::Clock { node, offset_s } => {
+                format!("clock of node {node} moved {offset_s:+}s")
+            }
         }
     }
 }
@@ -202,6 +287,10 @@ pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<
                 percent: lossy::PERCENT,
             },
             Kind::PartitionLeader => partition_leader::draw(&mut rng, nodes),
+            Kind::Ring => graph::draw_ring(&mut rng, nodes),
+            Kind::Bridge => graph::draw_bridge(&mut rng, nodes),
+            Kind::Delay => delay::draw(&mut rng, nodes),
+            Kind::Clock => clock::draw(&mut rng, nodes),
         };
         out.push(Planned {
             id: out.len() as u64 + 1,
@@ -222,6 +311,10 @@ pub struct Target {
     pub endpoints: Vec<(u64, String)>,
     /// The test stream.
     pub stream: String,
+    /// The node-to-node proxy, when the `delay` nemesis is enabled.
+    pub proxy: Option<Arc<Proxy>>,
+    /// The nodes' faked clocks, when the `clock` nemesis is enabled.
+    pub clocks: Option<clock::Clocks>,
 }
 
 impl Target {
@@ -257,6 +350,11 @@ async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
             Some(f) => partition::start(target, f.groups.clone()).await,
             None => Err("no node to isolate".into()),
         },
+        Fault::Ring { cut, .. } | Fault::Bridge { cut, .. } => {
+            graph::start(target, cut.clone()).await
+        }
+        Fault::Delay { node, delay } => delay::start(target, *node, *delay),
+        Fault::Clock { node, offset_s } => clock::start(target, *node, *offset_s).await,
     }
 }
 
@@ -264,9 +362,13 @@ async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
     match fault {
         Fault::Kill { node } => kill::heal(target, *node),
         Fault::Pause { node } => pause::heal(target, *node),
-        Fault::Partition { .. } | Fault::Lossy { .. } | Fault::PartitionLeader { .. } => {
-            partition::heal(target).await
-        }
+        Fault::Partition { .. }
+        | Fault::Lossy { .. }
+        | Fault::PartitionLeader { .. }
+        | Fault::Ring { .. }
+        | Fault::Bridge { .. } => partition::heal(target).await,
+        Fault::Delay { .. } => delay::heal(target),
+        Fault::Clock { node, .. } => clock::heal(target, *node).await,
     }
 }
 
@@ -368,6 +470,14 @@ pub async fn heal_all(target: &Target) -> Vec<String> {
             Ok(Err(e)) => done.push(format!("partition heal failed: {e}")),
             Err(e) => done.push(format!("partition heal failed: {e}")),
         }
+    }
+    if let Some(proxy) = &target.proxy {
+        proxy.set_delay(|_, _| true, None);
+    }
+    if let Some(clocks) = &target.clocks
+        && let Err(e) = clocks.reset_all()
+    {
+        done.push(format!("clock reset failed: {e}"));
     }
     target.with_cluster(|c| {
         for id in c.paused() {
@@ -492,6 +602,62 @@ mod tests {
             Duration::from_secs(300),
         );
         assert_eq!(s, again);
+    }
+
+    #[test]
+    fn ring_bridge_delay_and_clock_sort_last_and_are_drawn_when_enabled() {
+        let mut all = vec![
+            Kind::Clock,
+            Kind::Delay,
+            Kind::Bridge,
+            Kind::Ring,
+            Kind::PartitionLeader,
+            Kind::Lossy,
+        ];
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            vec![
+                Kind::Lossy,
+                Kind::PartitionLeader,
+                Kind::Ring,
+                Kind::Bridge,
+                Kind::Delay,
+                Kind::Clock
+            ]
+        );
+        let new = [Kind::Ring, Kind::Bridge, Kind::Delay, Kind::Clock];
+        let s = plan(7, &new, 5, Duration::from_secs(60));
+        let kinds: std::collections::BTreeSet<Kind> = s.iter().map(|p| p.fault.kind()).collect();
+        assert_eq!(
+            kinds.len(),
+            4,
+            "seed 7 (the CI campaign) draws every new kind: {s:?}"
+        );
+        for p in &s {
+            match &p.fault {
+                Fault::Ring { order, cut } => assert_eq!(graph::ring(order).cut_links(), *cut),
+                Fault::Bridge { .. } => assert_eq!(p.fault.groups().len(), 5),
+                Fault::Delay { node, .. } => assert!(node.is_none_or(|n| (1..=5).contains(&n))),
+                Fault::Clock { node, offset_s } => {
+                    assert!((1..=5).contains(node) && *offset_s != 0)
+                }
+                other => panic!("not enabled: {other:?}"),
+            }
+        }
+        let old = [
+            Kind::Kill,
+            Kind::Pause,
+            Kind::Partition,
+            Kind::Lossy,
+            Kind::PartitionLeader,
+        ];
+        let old_plan = plan(8, &old, 3, Duration::from_secs(60));
+        assert!(
+            old_plan
+                .iter()
+                .all(|p| p.fault.kind() <= Kind::PartitionLeader)
+        );
     }
 
     #[test]

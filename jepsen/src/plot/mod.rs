@@ -28,6 +28,10 @@ fn fault_color(kind: &str) -> RGBColor {
         "partition" => RGBColor(40, 90, 220),
         "lossy" => RGBColor(150, 60, 200),
         "partition-leader" => RGBColor(0, 165, 165),
+        "ring" => RGBColor(90, 140, 255),
+        "bridge" => RGBColor(20, 40, 140),
+        "delay" => RGBColor(240, 120, 180),
+        "clock" => RGBColor(130, 90, 40),
         _ => RGBColor(120, 120, 120),
     }
 }
