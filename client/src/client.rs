@@ -311,6 +311,18 @@ impl StreamdClient {
         .await
     }
 
+    /// Starts draining node `node_id`: its replicas and leaderships move away, then it leaves.
+    pub async fn drain_node(&self, node_id: u64) -> Result<(), ClientError> {
+        let req = v1::DrainNodeRequest { node_id };
+        self.write(
+            "DrainNode",
+            req,
+            |mut c, r| async move { c.drain_node(r).await },
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn increase_retention(&self, name: &str, hours: u32) -> Result<(), ClientError> {
         let req = v1::UpdateRetentionRequest {
             stream_name: name.to_string(),

@@ -104,4 +104,7 @@ impl Streamd for StreamdService {
     ) -> R<v1::UpdateShardCountResponse> {
         done(self.gw.update_shard_count(r.into_inner()).await)
     }
+    async fn drain_node(&self, r: Request<v1::DrainNodeRequest>) -> R<v1::DrainNodeResponse> {
+        done(self.gw.drain_node(r.into_inner()).await)
+    }
 }

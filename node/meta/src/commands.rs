@@ -113,6 +113,14 @@ pub enum MetaCommand {
         from: u64,
         to: u64,
     },
+    /// Starts draining a node: its replicas move to other nodes, then it is removed.
+    DrainNode {
+        id: u64,
+    },
+    /// Removes a drained node that holds no replica any more.
+    RemoveNode {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -483,6 +491,35 @@ impl MetaState {
                 now_ms,
             } => self.complete_reshard(&name, op_id, &endings, now_ms),
             MetaCommand::ExpireShards { name, now_ms } => self.expire_shards(&name, now_ms),
+            MetaCommand::DrainNode { id } => {
+                if !self.nodes.contains_key(&id) {
+                    return err(
+                        ErrorCode::ResourceNotFound,
+                        format!("No node {id} in the cluster."),
+                    );
+                }
+                let staying = self
+                    .nodes
+                    .keys()
+                    .filter(|n| **n != id && !self.draining.contains(n))
+                    .count();
+                if staying == 0 {
+                    return err(
+                        ErrorCode::InvalidArgument,
+                        format!("Node {id} is the last node not draining; add a node first."),
+                    );
+                }
+                self.draining.insert(id);
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::RemoveNode { id } => {
+                let holds = self.all_shards().any(|(_, sh)| sh.replicas.contains(&id));
+                if self.draining.contains(&id) && !holds {
+                    self.nodes.remove(&id);
+                    self.draining.remove(&id);
+                }
+                Ok(MetaReply::Done)
+            }
             MetaCommand::MoveReplica { group, from, to } => {
                 if !self.nodes.contains_key(&to) {
                     return err(ErrorCode::InvalidArgument, format!("no node {to}"));

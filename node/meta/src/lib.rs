@@ -24,7 +24,7 @@ pub use commands::{
     MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,
 };
 pub use placement::{place_replicas, plan_repairs};
-pub use planner::{LocalGroup, NodeAction, plan_node};
+pub use planner::{LocalGroup, NodeAction, plan_meta_voters, plan_node};
 pub use reshard::{Primitive, ReshardRequest, check_scaling, next_scaling_wave};
 pub use state::{
     ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ReshardOp, ReshardStep, ShardMeta,

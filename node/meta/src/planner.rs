@@ -27,8 +27,8 @@ pub(crate) const INITIALIZE_FALLBACK_MS: u64 = 3_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAction {
-    /// Start this node's replica of a shard group; `initialize` with `members` when this node is
-    /// the group's first replica (exactly one replica forms the group).
+    /// Start this node's replica of a shard group; `initialize` with `members` when the group
+    /// never had a leader (every replica forms it with the same members).
     OpenShard {
         group: u64,
         members: BTreeMap<u64, String>,
@@ -49,8 +49,12 @@ pub enum NodeAction {
         add: Option<(u64, String)>,
         voters: BTreeSet<u64>,
     },
-    /// (Metadata leader only.) Move a replica off a node that is down.
+    /// (Metadata leader only.) Move a replica off a node that is down or draining.
     MoveReplica { group: u64, from: u64, to: u64 },
+    /// (Metadata leader only.) A drained node holds no replica: remove it from the cluster.
+    RemoveNode { id: u64 },
+    /// This node is draining and leads the group: hand leadership to another voter.
+    TransferLeader { group: u64, to: u64 },
     /// Tell the metadata group that this shard group has a leader.
     ReportReady { group: u64 },
     /// (Metadata leader only.) A registered consumer needs nothing built: subscribers read from
@@ -78,8 +82,15 @@ pub fn plan_node(
 ) -> Vec<NodeAction> {
     let mut actions = Vec::new();
     if meta_leader {
-        for (group, from, to) in crate::placement::plan_repairs(state, down) {
+        let away: BTreeSet<u64> = down.union(&state.draining).copied().collect();
+        for (group, from, to) in crate::placement::plan_repairs(state, &away) {
             actions.push(NodeAction::MoveReplica { group, from, to });
+        }
+        // A drained node that is down cannot say it let go of its groups; the map is all there is.
+        for id in state.draining.intersection(down) {
+            if !state.all_shards().any(|(_, sh)| sh.replicas.contains(id)) {
+                actions.push(NodeAction::RemoveNode { id: *id });
+            }
         }
         for s in state.streams.values() {
             for c in &s.consumers {
@@ -130,14 +141,27 @@ pub fn plan_node(
             actions.push(NodeAction::OpenShard {
                 group: sh.group_id,
                 members,
-                // Only a group that never had a leader is formed here: a replica added later
-                // (a moved one) joins through the leader, never by initializing.
-                initialize: !sh.ready && sh.replicas.first() == Some(&me),
+                // Every replica of a group that never had a leader forms it, with the same
+                // membership (openraft allows this; the vote decides): if only one did and died
+                // right after winning the first election, the others would hold a vote but no
+                // membership and could never elect. A replica added later (a moved one) joins
+                // through the leader, never by initializing.
+                initialize: !sh.ready,
             });
         }
     }
+    // A draining node leaves once no shard lists it and it runs no group any more.
+    if state.draining.contains(&me)
+        && local.is_empty()
+        && !state.all_shards().any(|(_, sh)| sh.replicas.contains(&me))
+    {
+        actions.push(NodeAction::RemoveNode { id: me });
+    }
     for g in local {
         if !wanted.contains(&g.group) {
+            // Dropped as soon as the map moves it away: a removed voter is not always told it
+            // was removed, so waiting for that could wait forever. The group keeps a majority
+            // (the other replicas) while the leader brings the new replica up to date.
             actions.push(NodeAction::DropGroup { group: g.group });
             continue;
         }
@@ -155,6 +179,16 @@ pub fn plan_node(
                 group: g.group,
                 members,
             });
+        }
+        if g.is_leader
+            && state.draining.contains(&me)
+            && let Some(to) = g
+                .voters
+                .iter()
+                .copied()
+                .find(|v| *v != me && !state.draining.contains(v) && !down.contains(v))
+        {
+            actions.push(NodeAction::TransferLeader { group: g.group, to });
         }
         if g.is_leader
             && let Some((_, sh)) = state.shard_by_group(g.group)
@@ -181,6 +215,14 @@ pub fn plan_node(
         }
     }
     actions
+}
+
+/// The metadata group's voters once removals settle: every node still in the cluster. None when
+/// nothing is to change (only removals are made here; nodes join through the metadata group).
+pub fn plan_meta_voters(state: &MetaState, voters: &BTreeSet<u64>) -> Option<BTreeSet<u64>> {
+    let wanted: BTreeSet<u64> = state.nodes.keys().copied().collect();
+    let removals_only = !wanted.is_empty() && wanted.is_subset(voters) && wanted != *voters;
+    removals_only.then_some(wanted)
 }
 
 #[cfg(test)]
@@ -215,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn opens_missing_groups_and_exactly_one_replica_initializes() {
+    fn every_replica_of_a_new_group_initializes_it_with_the_same_members() {
         let s = state();
         let mut inits = BTreeMap::new();
         for me in 1..=3 {
@@ -233,7 +275,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(inits, BTreeMap::from([(1, 1), (2, 1)]));
+        assert_eq!(inits, BTreeMap::from([(1, 3), (2, 3)]));
     }
 
     #[test]
@@ -332,5 +374,60 @@ mod tests {
             }
             other => panic!("expected a reshard to drive, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_draining_node_hands_off_leaderships_and_replicas_then_leaves() {
+        let mut s = state();
+        s.nodes.insert(
+            4,
+            NodeInfo {
+                id: 4,
+                addr: "n4".into(),
+            },
+        );
+        s.apply(MetaCommand::DrainNode { id: 1 }).unwrap();
+        let local = [LocalGroup {
+            group: 1,
+            is_leader: true,
+            leader_seen: true,
+            opened_ms_ago: 10_000,
+            voters: BTreeSet::from([1, 2, 3]),
+        }];
+        let none = BTreeSet::new();
+        let a = plan_node(&s, 1, &local, true, 0, &none);
+        assert!(a.contains(&NodeAction::TransferLeader { group: 1, to: 2 }));
+        let moves: Vec<_> = a
+            .iter()
+            .filter_map(|x| match x {
+                NodeAction::MoveReplica { group, from, to } => Some((*group, *from, *to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moves, vec![(1, 1, 4), (2, 1, 4)]);
+        assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
+        for (group, from, to) in moves {
+            s.apply(MetaCommand::MoveReplica { group, from, to })
+                .unwrap();
+        }
+        // Its group moved away: it drops it, then leaves.
+        let a = plan_node(&s, 1, &local, false, 0, &none);
+        assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
+        assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
+        let a = plan_node(&s, 1, &[], false, 0, &none);
+        assert!(a.contains(&NodeAction::RemoveNode { id: 1 }));
+        assert!(!plan_node(&s, 2, &[], true, 0, &none).contains(&NodeAction::RemoveNode { id: 1 }));
+        s.apply(MetaCommand::RemoveNode { id: 1 }).unwrap();
+        assert!(!s.nodes.contains_key(&1));
+        assert_eq!(
+            plan_meta_voters(&s, &BTreeSet::from([1, 2, 3, 4])),
+            Some(BTreeSet::from([2, 3, 4]))
+        );
+        assert_eq!(plan_meta_voters(&s, &BTreeSet::from([2, 3, 4])), None);
+        // The last node not draining cannot be drained.
+        for id in [2, 3] {
+            s.apply(MetaCommand::DrainNode { id }).unwrap();
+        }
+        assert!(s.apply(MetaCommand::DrainNode { id: 4 }).is_err());
     }
 }

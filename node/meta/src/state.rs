@@ -162,6 +162,8 @@ pub struct MetaState {
     pub billing_commitment: Option<(String, i64)>,
     /// Next reshard operation id.
     pub next_op_id: u64,
+    /// Nodes being drained: their replicas and leaderships move away, then they are removed.
+    pub draining: BTreeSet<u64>,
 }
 
 impl MetaState {

@@ -93,6 +93,22 @@ async fn reconcile(
             }
         }
     };
+    if meta_leader {
+        reconcile_meta_voters(node, &meta, meta_status.as_ref(), in_flight);
+        // A draining metadata leader hands the metadata group over too.
+        if meta.draining.contains(&me)
+            && let Some(st) = &meta_status
+            && let Some(to) = st
+                .voters
+                .iter()
+                .copied()
+                .find(|v| *v != me && !meta.draining.contains(v) && !down.contains(v))
+            && let Some(h) = node.host.group(streamd_raft::META_GROUP)
+            && let Err(e) = h.transfer_leader(to).await
+        {
+            tracing::info!(error = %e, "metadata leadership not handed over");
+        }
+    }
     let now = streamd_shard::now_ms();
     for action in plan_node(&meta, me, &local, meta_leader, now, &down) {
         match action {
@@ -177,6 +193,36 @@ async fn reconcile(
                     in_flight.lock().remove(&key);
                 });
             }
+            NodeAction::TransferLeader { group, to } => {
+                let key = group | (1 << 60);
+                if !in_flight.lock().insert(key) {
+                    continue;
+                }
+                if let Some(h) = node.host.group(group) {
+                    tracing::info!(group_id = group, to, "draining: handing leadership over");
+                    if let Err(e) = h.transfer_leader(to).await {
+                        tracing::info!(group_id = group, error = %e, "leadership not handed over");
+                    }
+                }
+                in_flight.lock().remove(&key);
+            }
+            NodeAction::RemoveNode { id } => {
+                let key = id | (1 << 59);
+                if !in_flight.lock().insert(key) {
+                    continue;
+                }
+                let gw = node.gateway.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    match gw.propose_meta(&MetaCommand::RemoveNode { id }).await {
+                        Ok(_) => tracing::info!(node = id, "drained node removed from the cluster"),
+                        Err(e) => {
+                            tracing::info!(node = id, error = %e, "drained node not removed yet")
+                        }
+                    }
+                    in_flight.lock().remove(&key);
+                });
+            }
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);
                 if let Err(e) = node.host.remove_group(group, SHARD_TREE).await {
@@ -250,6 +296,37 @@ async fn reconcile(
             }
         }
     }
+}
+
+/// Removes from the metadata group's voters the nodes the metadata no longer lists.
+fn reconcile_meta_voters(
+    node: &Node,
+    meta: &streamd_meta::MetaState,
+    status: Option<&streamd_raft::GroupStatus>,
+    in_flight: &Arc<Mutex<HashSet<u64>>>,
+) {
+    let Some(st) = status else {
+        return;
+    };
+    let Some(voters) = streamd_meta::plan_meta_voters(meta, &st.voters) else {
+        return;
+    };
+    let key = streamd_raft::META_GROUP | (1 << 61);
+    if !in_flight.lock().insert(key) {
+        return;
+    }
+    let Some(h) = node.host.group(streamd_raft::META_GROUP) else {
+        in_flight.lock().remove(&key);
+        return;
+    };
+    let in_flight = in_flight.clone();
+    tokio::spawn(async move {
+        tracing::info!(?voters, "removing departed nodes from the metadata group");
+        if let Err(e) = h.change_voters(None, voters).await {
+            tracing::info!(error = %e, "metadata group voters not changed yet");
+        }
+        in_flight.lock().remove(&key);
+    });
 }
 
 /// The metadata group's members its leader has not heard from for `timeout` (members it never

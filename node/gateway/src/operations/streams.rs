@@ -341,6 +341,7 @@ impl Gateway {
                     .filter(|(_, sh)| sh.replicas.contains(&n.id))
                     .count() as u32,
                 leaders: 0,
+                draining: meta.draining.contains(&n.id),
             })
             .collect();
         for g in self.host.groups() {
@@ -355,6 +356,18 @@ impl Gateway {
             metadata_leader: meta_status.and_then(|s| s.leader),
             nodes,
         })
+    }
+}
+
+impl Gateway {
+    #[tracing::instrument(name = "gateway.drain_node", skip_all, fields(node = req.node_id))]
+    pub async fn drain_node(
+        &self,
+        req: v1::DrainNodeRequest,
+    ) -> Result<v1::DrainNodeResponse, ApiError> {
+        self.propose_meta(&MetaCommand::DrainNode { id: req.node_id })
+            .await?;
+        Ok(v1::DrainNodeResponse {})
     }
 }
 

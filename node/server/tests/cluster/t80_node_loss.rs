@@ -1,6 +1,7 @@
 //! Self-healing: a 4-node cluster at replication factor 3 loses one node for good (SIGKILL, never
 //! restarted) under continuous writes. Within 60 s every shard again has 3 replicas, all on live
-//! nodes, each holding exactly the same records, with no acknowledged record lost.
+//! nodes, each holding exactly the same records, with no acknowledged record lost. And a node
+//! drained under writes hands its replicas and leaderships over and leaves.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,7 +95,7 @@ async fn replicas_of_a_lost_node_are_recreated_on_the_others() {
             all.unknown.len(),
             all.errors
         );
-        let read = identical_replicas(&cluster, &shards, &all.acked).await;
+        let read = identical_replicas_of(&cluster, STREAM, &shards, &all.acked).await;
         eprintln!(
             "t80: every replica identical {:?} after the kill",
             killed.elapsed()
@@ -106,8 +107,9 @@ async fn replicas_of_a_lost_node_are_recreated_on_the_others() {
 
 /// Reads every shard from each of its replicas (each node serves its own replica) until all
 /// replicas of every shard hold the same records and every acknowledged record is among them.
-async fn identical_replicas(
+async fn identical_replicas_of(
     cluster: &Cluster,
+    stream: &str,
     shards: &[v1::Shard],
     acked: &[Acked],
 ) -> crate::StreamRecords {
@@ -121,7 +123,7 @@ async fn identical_replicas(
                 for r in &s.replicas {
                     let records = cluster
                         .node_client(*r)
-                        .read_shard_all(STREAM, &s.shard_id)
+                        .read_shard_all(stream, &s.shard_id)
                         .await
                         .map_err(|e| format!("node {r} {}: {e}", s.shard_id))?;
                     match &first {
@@ -150,4 +152,78 @@ async fn identical_replicas(
         },
     )
     .await
+}
+
+/// Draining a node under writes: its replicas and leaderships move to the other nodes, it leaves
+/// the cluster, writes never stop for longer than an election, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_node_hands_everything_over_and_leaves() {
+    const STREAM: &str = "t80-drain";
+    bounded(Duration::from_secs(300), "t80 drain", async {
+        let mut rng = test_rng("t80-drain");
+        let cluster = start_cluster(4, true).await;
+        let client = cluster.client();
+        client.create_stream(STREAM, 4).await.unwrap();
+        client
+            .wait_stream_active(STREAM, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        // Writers talk to the nodes that stay.
+        let drained = 2;
+        let stay: Vec<String> = cluster
+            .node_ids()
+            .into_iter()
+            .filter(|n| *n != drained)
+            .map(|n| cluster.grpc_addr(n).to_string())
+            .collect();
+        let writer = || {
+            streamd_client::StreamdClient::connect_with(&stay, options.clone()).unwrap()
+        };
+        let load = Load::start((0..4).map(|_| writer()).collect(), STREAM, &mut rng);
+        load.progress(400, "writes before the drain").await;
+        let admin = writer();
+        admin.drain_node(drained).await.unwrap();
+        let started = Instant::now();
+        wait_ok(Duration::from_secs(90), "the drained node to leave", || async {
+            let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
+            if status.nodes.iter().any(|n| n.node_id == drained) {
+                return Err(format!("node {drained} still listed"));
+            }
+            let shards = admin.list_shards(STREAM).await.map_err(|e| e.to_string())?;
+            match shards.iter().find(|s| s.replicas.len() != 3 || s.replicas.contains(&drained)) {
+                Some(s) => Err(format!("{} on {:?}", s.shard_id, s.replicas)),
+                None => Ok(()),
+            }
+        })
+        .await;
+        eprintln!("t80: node {drained} drained and removed {:?} after the request", started.elapsed());
+        load.progress(300, "writes after the drain").await;
+        let all = load.finish().await;
+        let gap = longest_ack_gap(&all.acked, started);
+        eprintln!(
+            "t80: {} acknowledged, {} unknown, errors {:?}, longest gap between acknowledgements {gap:?}",
+            all.acked.len(),
+            all.unknown.len(),
+            all.errors
+        );
+        assert!(
+            gap < Duration::from_secs(5),
+            "writes stalled for {gap:?} during the drain"
+        );
+        let shards = admin.list_shards(STREAM).await.unwrap();
+        let read = identical_replicas_of(&cluster, STREAM, &shards, &all.acked).await;
+        check_exactly_once(&read, &all.acked, &all.unknown).unwrap();
+    })
+    .await;
+}
+
+/// The longest stretch after `from` with no acknowledgement at all.
+fn longest_ack_gap(acked: &[Acked], from: Instant) -> Duration {
+    let mut at: Vec<Instant> = acked.iter().map(|a| a.at).filter(|t| *t >= from).collect();
+    at.sort();
+    at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
