@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn reshard_sorts_last_runs_alongside_and_leaves_the_other_schedule_alone() {
-        let mut all = vec![Kind::Reshard, Kind::Clock, Kind::Kill];
+        let mut all = [Kind::Reshard, Kind::Clock, Kind::Kill];
         all.sort_unstable();
         assert_eq!(all.last(), Some(&Kind::Reshard));
         let limit = Duration::from_secs(60);
