@@ -285,7 +285,7 @@ fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// nodes drawn from 1..=`nodes`, all healed before `time_limit` minus a margin.
 ///
 /// `reshard` is not among the kinds that take turns: its actions come from a random stream of
-/// their own (the seed mixed with a constant), every 4-10 s, and follow the other faults in the
+/// their own (the seed mixed with a constant), every 1-8 s, and follow the other faults in the
 /// returned list with the next ids. So adding it changes nothing in the other kinds' schedule.
 pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<Planned> {
     let mut kinds = kinds.to_vec();
@@ -799,7 +799,7 @@ mod tests {
                 assert_eq!(p.id, (old.len() + i + 1) as u64);
                 assert!(matches!(p.fault, Fault::Reshard { done: None, .. }));
                 assert!(p.fault.nodes().is_empty());
-                assert!(p.at >= t + Duration::from_secs(4) && p.at + p.duration <= limit);
+                assert!(p.at >= t + Duration::from_secs(1) && p.at + p.duration <= limit);
                 t = p.at + p.duration;
             }
         }

@@ -22,8 +22,9 @@ use super::Target;
 /// 3-node CI cluster spends its time opening groups.
 pub const MIN_OPEN: u64 = 2;
 pub const MAX_OPEN: u64 = 12;
-/// Gap between reshard requests, and how long each one's window lasts in the history.
-pub const GAP_MS: std::ops::RangeInclusive<u64> = 4_000..=10_000;
+/// Gap between reshard requests (short gaps land some while the previous one is still running,
+/// to exercise ResourceInUse), and how long each one's window lasts in the history.
+pub const GAP_MS: std::ops::RangeInclusive<u64> = 1_000..=8_000;
 pub const WINDOW_MS: std::ops::RangeInclusive<u64> = 1_000..=3_000;
 /// Deadline of each call the nemesis makes.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
