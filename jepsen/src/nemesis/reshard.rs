@@ -168,10 +168,17 @@ pub fn resolve(draw: Draw, open: &[Open]) -> Option<Request> {
 
 fn client(target: &Target) -> Result<StreamdClient, String> {
     let endpoints: Vec<String> = target.endpoints.iter().map(|(_, e)| e.clone()).collect();
+    // Reads (ListShards, the status) move on to the next node when one is down or cut off, so a
+    // killed node does not make the action skip; the reshard request itself is a write and is
+    // never retried (its outcome would be unknown twice over).
     let options = ClientOptions {
         request_timeout: CALL_TIMEOUT,
         connect_timeout: Duration::from_secs(1),
-        read_retry: RetryPolicy::none(),
+        read_retry: RetryPolicy {
+            max_attempts: endpoints.len().max(1) as u32,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        },
     };
     StreamdClient::connect_with(&endpoints, options).map_err(|e| e.to_string())
 }
@@ -182,7 +189,7 @@ fn parse_key(s: &str) -> Option<u128> {
 
 /// The open shards, sorted by starting hash key, as any node lists them.
 async fn open_shards(c: &StreamdClient, stream: &str) -> Result<Vec<Open>, String> {
-    let shards: Vec<v1::Shard> = tokio::time::timeout(CALL_TIMEOUT, c.list_shards(stream))
+    let shards: Vec<v1::Shard> = tokio::time::timeout(2 * CALL_TIMEOUT, c.list_shards(stream))
         .await
         .map_err(|_| "ListShards: no answer in time".to_string())?
         .map_err(|e| format!("ListShards: {e}"))?;
