@@ -244,20 +244,7 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
     }
 
     // One key, one line of descent.
-    let ancestors = |id: &str| -> BTreeSet<String> {
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![id.to_string()];
-        while let Some(s) = todo.pop() {
-            if let Some(n) = nodes.get(s.as_str()) {
-                for p in n.parents() {
-                    if seen.insert(p.clone()) {
-                        todo.push(p.clone());
-                    }
-                }
-            }
-        }
-        seen
-    };
+    let ancestors = |id: &str| facts.ancestors(id);
     let mut by_key: BTreeMap<&str, BTreeMap<&str, Vec<u64>>> = BTreeMap::new();
     for a in &facts.attempts {
         if let (Outcome::Ok, Some(shard)) = (a.outcome, a.shard.as_deref()) {
