@@ -43,7 +43,7 @@ sdk-tests:
 # three is only a bridge (seed 7 draws all four kinds).
 jepsen-smoke:
 	cargo build --release --workspace --all-targets
-	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader --seed 8 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader,reshard --seed 8 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 5 --time-limit 60 --nemesis ring,bridge,delay,clock --seed 7 --out $(CARGO_TARGET_DIR)/jepsen-ci-net --streamd $(STREAMD_BIN)
 
 run:

@@ -38,6 +38,7 @@ pub enum NemesisArg {
     Bridge,
     Delay,
     Clock,
+    Reshard,
     None,
 }
 
@@ -53,6 +54,7 @@ impl NemesisArg {
             NemesisArg::Bridge => Some(Kind::Bridge),
             NemesisArg::Delay => Some(Kind::Delay),
             NemesisArg::Clock => Some(Kind::Clock),
+            NemesisArg::Reshard => Some(Kind::Reshard),
             NemesisArg::None => None,
         }
     }
@@ -67,7 +69,7 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
     /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader,
-    /// ring, bridge, delay, clock (or none).
+    /// ring, bridge, delay, clock, reshard (or none).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     pub nemesis: Vec<NemesisArg>,
     /// Seed of every random choice (fault schedule, batch sizes, keys); printed, and a run is
@@ -95,6 +97,10 @@ pub struct TestArgs {
     /// Deadline of one client call, in seconds (past it the outcome is unknown).
     #[arg(long, default_value_t = 10)]
     pub request_timeout: u64,
+    /// Distinct partition keys the writers draw from. Default: 128 with `reshard` (so a key's
+    /// records span a parent and its children, for property 7), else any of 2^32.
+    #[arg(long)]
+    pub keys: Option<u32>,
     /// Run on loopback ports even as root (process nemeses only).
     #[arg(long)]
     pub no_netns: bool,

@@ -45,6 +45,8 @@ pub enum F {
     Drain,
     /// A nemesis fault starting or ending.
     Fault,
+    /// The stream's shards, open and closed, as listed after healing (before the drain).
+    ShardMap,
 }
 
 /// The outcome of one record of a PutRecords call.
@@ -120,6 +122,31 @@ pub struct ShardInfo {
     pub replicas: Vec<u64>,
 }
 
+/// One shard of the final shard map: its lineage, hash key range and sequence number range
+/// (numbers as the decimal strings the server gave).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapShard {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent: Option<String>,
+    pub start_hash: String,
+    pub end_hash: String,
+    pub start_seq: String,
+    /// Set once the shard is closed: every record in it is below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_seq: Option<String>,
+}
+
+/// The stream's shards after healing, and its status then (`ACTIVE`, or `UPDATING` when a
+/// reshard did not finish in time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMap {
+    pub status: String,
+    pub shards: Vec<MapShard>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setup {
     pub stream: String,
@@ -169,6 +196,8 @@ pub struct Op {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<Setup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_map: Option<ShardMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -193,6 +222,7 @@ impl Op {
             stable: None,
             fault: None,
             setup: None,
+            shard_map: None,
             error: None,
         }
     }

@@ -21,6 +21,9 @@ pub enum Plant {
     Phantom,
     /// A record the writer was told was throttled is in the drains: property 3.
     AbortedRead,
+    /// A closed parent took a write after it was sealed: its highest acknowledged record moves
+    /// to the parent's EndingSequenceNumber, in the acknowledgement and every view: property 10.
+    WriteAfterSeal,
 }
 
 /// The bug's command-line name.
@@ -97,7 +100,53 @@ pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
             ))
         }
         Plant::Reorder => plant_reorder(ops, &shard),
+        Plant::WriteAfterSeal => plant_write_after_seal(ops),
     }
+}
+
+/// Moves the highest acknowledged record of the first closed shard that has one to that shard's
+/// ending sequence number.
+fn plant_write_after_seal(ops: &mut [Op]) -> Result<String, String> {
+    let closed: Vec<(String, String)> = ops
+        .iter()
+        .filter_map(|o| o.shard_map.as_ref())
+        .flat_map(|m| m.shards.iter())
+        .filter_map(|s| Some((s.id.clone(), s.end_seq.clone()?)))
+        .collect();
+    for (shard, end) in closed {
+        let mut top: Option<(Seq, usize, usize)> = None;
+        for (i, op) in ops.iter().enumerate() {
+            if op.f != F::Append || op.ty == OpType::Invoke {
+                continue;
+            }
+            for (k, r) in op.results.iter().enumerate() {
+                if let (Outcome::Ok, Some(s), Some(q)) = (r.outcome, &r.shard, &r.seq)
+                    && *s == shard
+                    && let Some(q) = Seq::parse(q)
+                    && top.as_ref().is_none_or(|(t, _, _)| q > *t)
+                {
+                    top = Some((q, i, k));
+                }
+            }
+        }
+        let Some((seq, i, k)) = top else { continue };
+        ops[i].results[k].seq = Some(end.clone());
+        let value = ops[i].results[k].value.clone();
+        for op in views_of(ops, &shard) {
+            for r in &mut op.records {
+                if Seq::parse(&r.0).as_ref() == Some(&seq) {
+                    r.0 = end.clone();
+                }
+            }
+        }
+        return Ok(format!(
+            "moved {value} in closed {shard} from {seq} to its ending sequence number {end}"
+        ));
+    }
+    Err(
+        "the history has no closed shard with an acknowledged record (no shard map, or no reshard)"
+            .into(),
+    )
 }
 
 /// Swaps the positions of two records of `shard` where the first was acknowledged before the
@@ -189,5 +238,27 @@ mod tests {
             let bad = invalid(&ops);
             assert!(bad.contains(&property), "{bug:?}: invalid {bad:?}");
         }
+    }
+
+    #[test]
+    fn a_write_after_seal_is_caught_by_property_10() {
+        let mut h = H::default();
+        h.append_ok("w0", 0, 5, &[("a", "s0", 10)]);
+        h.append_ok("w1", 10, 15, &[("b", "s1", 210)]);
+        h.drain(1, "s0", 30, &[(10, "a")]);
+        h.drain(1, "s1", 30, &[(210, "b")]);
+        h.shard_map(
+            "ACTIVE",
+            &[
+                ("s0", None, None, 0, u128::MAX, 1, Some(100)),
+                ("s1", Some("s0"), None, 0, u128::MAX, 200, None),
+            ],
+        );
+        let mut ops = h.ops;
+        assert!(invalid(&ops).is_empty());
+        plant(&mut ops, Plant::WriteAfterSeal).unwrap();
+        assert_eq!(invalid(&ops), vec![10]);
+        let mut none = history();
+        assert!(plant(&mut none, Plant::WriteAfterSeal).is_err());
     }
 }

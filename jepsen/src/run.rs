@@ -29,7 +29,8 @@ use crate::checkers::{self, CheckConfig, Facts};
 use crate::cli::{CheckArgs, TestArgs};
 use crate::cluster::{self, Cluster};
 use crate::history::{
-    self, Clock, F, FaultEvent, HistoryFile, Op, OpType, Phase, Recorder, Setup, ShardInfo,
+    self, Clock, F, FaultEvent, HistoryFile, MapShard, Op, OpType, Phase, Recorder, Setup,
+    ShardInfo, ShardMap,
 };
 use crate::nemesis::clock::{self, Clocks};
 use crate::nemesis::{self, Kind, Target};
@@ -44,6 +45,11 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Partition keys with `reshard` unless `--keys` says otherwise: few enough that each key has
+/// records on both sides of a split or merge.
+const RESHARD_KEYS: u32 = 128;
+/// How long the drain waits for a reshard still in progress to finish after healing.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const PLOT_FILE: &str = "latency-throughput.png";
 /// What `check` carries over from a campaign's results.json when it rewrites it.
 const RECHECK_KEPT: &[&str] = &[
@@ -56,6 +62,7 @@ const RECHECK_KEPT: &[&str] = &[
     "nemeses",
     "recovered",
     "drain",
+    "shard_map",
     "unexpected_exits",
 ];
 
@@ -267,6 +274,64 @@ async fn create_stream(
             return Ok(infos);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the stream is ACTIVE (no reshard in progress); returns the status it ended with.
+async fn wait_active(client: &StreamdClient, log: &mut RunLog) -> String {
+    match client.wait_stream_active(STREAM, ACTIVE_TIMEOUT).await {
+        Ok(_) => "ACTIVE".to_string(),
+        Err(e) => {
+            let status = match client.describe_stream_summary(STREAM).await {
+                Ok(d) => streamd_client::v1::StreamStatus::try_from(d.stream_status)
+                    .map(|s| s.as_str_name().to_string())
+                    .unwrap_or_else(|_| format!("status {}", d.stream_status)),
+                Err(e2) => format!("unknown ({e2})"),
+            };
+            log.note(format!(
+                "the stream was not ACTIVE {ACTIVE_TIMEOUT:?} after healing ({e}); it is {status}"
+            ));
+            status
+        }
+    }
+}
+
+/// Every shard of the stream, open and closed, retried until a deadline (the cluster has just
+/// recovered, and a node may still be electing leaders).
+async fn list_all_shards(client: &StreamdClient) -> Result<Vec<streamd_client::v1::Shard>, String> {
+    let end = Instant::now() + STREAM_TIMEOUT;
+    loop {
+        match client.list_shards(STREAM).await {
+            Ok(shards) if !shards.is_empty() => return Ok(shards),
+            Ok(_) if Instant::now() >= end => return Err("ListShards listed nothing".into()),
+            Err(e) if Instant::now() >= end => return Err(e.to_string()),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The shard map line from a listing.
+fn shard_map(listed: &[streamd_client::v1::Shard], status: &str) -> ShardMap {
+    let mut shards: Vec<MapShard> = listed
+        .iter()
+        .map(|s| {
+            let range = s.hash_key_range.clone().unwrap_or_default();
+            let seqs = s.sequence_number_range.clone().unwrap_or_default();
+            MapShard {
+                id: s.shard_id.clone(),
+                parent: s.parent_shard_id.clone(),
+                adjacent_parent: s.adjacent_parent_shard_id.clone(),
+                start_hash: range.starting_hash_key,
+                end_hash: range.ending_hash_key,
+                start_seq: seqs.starting_sequence_number,
+                end_seq: seqs.ending_sequence_number,
+            }
+        })
+        .collect();
+    shards.sort_by(|a, b| a.id.cmp(&b.id));
+    ShardMap {
+        status: status.to_string(),
+        shards,
     }
 }
 
@@ -521,6 +586,9 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         seed,
         rate: args.rate,
         request_timeout: Duration::from_secs(args.request_timeout),
+        keys: args
+            .keys
+            .or(kinds.contains(&Kind::Reshard).then_some(RESHARD_KEYS)),
     };
     let admin_client = config.client(0).map_err(|e| e.to_string())?;
     let per_node: Vec<StreamdClient> = endpoints
@@ -569,17 +637,13 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     }
     let mut readers = JoinSet::new();
     for r in 0..args.readers {
-        for (k, shard) in shards.iter().enumerate() {
-            let client = config.client(r * 3 + k + 1).map_err(|e| e.to_string())?;
-            readers.spawn(reader::run(
-                r,
-                STREAM.into(),
-                shard.id.clone(),
-                client,
-                rec.clone(),
-                mode_rx.clone(),
-            ));
-        }
+        readers.spawn(reader::run_all(
+            r,
+            config.clone(),
+            shards.iter().map(|s| s.id.clone()).collect(),
+            rec.clone(),
+            mode_rx.clone(),
+        ));
     }
     let target = Target {
         cluster: cluster.clone(),
@@ -659,6 +723,9 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         .insert("recovered", json!(recovered.as_ref().err().is_none()));
     log.phases.insert("heal_s", t_heal.elapsed().as_secs_f64());
 
+    // A reshard still in progress would open shards after the drain listed them.
+    let stream_status = wait_active(&admin_client, log).await;
+
     let t_drain = Instant::now();
     let _ = mode_tx.send(reader::Mode::CatchUp);
     let joined = tokio::time::timeout(CATCH_UP_TIMEOUT, async {
@@ -676,7 +743,37 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         let _ = mode_tx.send(reader::Mode::Stop);
         while readers.join_next().await.is_some() {}
     }
-    let drained = drain::run(&config, &ready_nodes, &shards, &rec, DRAIN_TIMEOUT).await;
+    // Every shard, open and closed, is drained: an acknowledged record in a parent is judged
+    // like any other. The map goes into the history for property 10.
+    let drain_shards = match list_all_shards(&admin_client).await {
+        Ok(listed) => {
+            let map = shard_map(&listed, &stream_status);
+            let mut op = Op::new(OpType::Info, F::ShardMap, "setup", rec.next_op(), rec.now());
+            let closed = map.shards.iter().filter(|s| s.end_seq.is_some()).count();
+            println!(
+                "jepsen: {} shard(s) after healing, {closed} closed; stream {stream_status}",
+                map.shards.len()
+            );
+            log.info.insert("shard_map", json!(map));
+            op.shard_map = Some(map);
+            rec.record(op);
+            listed
+                .iter()
+                .map(|s| ShardInfo {
+                    id: s.shard_id.clone(),
+                    replicas: s.replicas.clone(),
+                })
+                .collect()
+        }
+        Err(e) => {
+            log.note(format!(
+                "could not list the shards after healing ({e}); draining the initial {} only",
+                shards.len()
+            ));
+            shards.clone()
+        }
+    };
+    let drained = drain::run(&config, &ready_nodes, &drain_shards, &rec, DRAIN_TIMEOUT).await;
     if !drained.stable {
         log.note(format!(
             "the drains were still changing after {DRAIN_TIMEOUT:?}; the last round is checked"
@@ -699,7 +796,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         .insert("drain_s", t_drain.elapsed().as_secs_f64());
     println!(
         "jepsen: drained {} shard(s) through {} node(s) in {} round(s)",
-        shards.len(),
+        drain_shards.len(),
         ready_nodes.len(),
         drained.rounds
     );

@@ -1,6 +1,8 @@
 //! Hand-built histories for the checkers' tests. Times are given in milliseconds.
 
-use crate::history::{F, FaultEvent, Op, OpType, Outcome, Phase, Put, PutResult, Rec, StartAt};
+use crate::history::{
+    F, FaultEvent, MapShard, Op, OpType, Outcome, Phase, Put, PutResult, Rec, ShardMap, StartAt,
+};
 
 use super::Facts;
 
@@ -79,6 +81,65 @@ impl H {
             .map(|(v, s, q)| (*v, *s, Outcome::Ok, Some(*q)))
             .collect();
         self.append(process, invoke_ms, done_ms, &records);
+    }
+
+    /// An append acknowledged for every record, with partition keys: (value, key, shard, seq).
+    pub(crate) fn append_keyed(
+        &mut self,
+        process: &str,
+        invoke_ms: u64,
+        done_ms: u64,
+        records: &[(&str, &str, &str, u128)],
+    ) {
+        let keys: Vec<String> = records.iter().map(|r| r.1.to_string()).collect();
+        let records: Vec<_> = records
+            .iter()
+            .map(|(v, _, s, q)| (*v, *s, Outcome::Ok, Some(*q)))
+            .collect();
+        self.append(process, invoke_ms, done_ms, &records);
+        let invoke = self.ops.len() - 2;
+        for (put, key) in self.ops[invoke].values.iter_mut().zip(keys) {
+            put.key = key;
+        }
+    }
+
+    /// The shard map line: (id, parent, adjacent parent, hash start, hash end, first sequence
+    /// number, ending sequence number).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn shard_map(
+        &mut self,
+        status: &str,
+        shards: &[(
+            &str,
+            Option<&str>,
+            Option<&str>,
+            u128,
+            u128,
+            u128,
+            Option<u128>,
+        )],
+    ) {
+        let mut op = Op::new(OpType::Info, F::ShardMap, "setup", 0, self.last_time());
+        op.shard_map = Some(ShardMap {
+            status: status.into(),
+            shards: shards
+                .iter()
+                .map(|(id, p, a, hs, he, ss, es)| MapShard {
+                    id: id.to_string(),
+                    parent: p.map(str::to_string),
+                    adjacent_parent: a.map(str::to_string),
+                    start_hash: hs.to_string(),
+                    end_hash: he.to_string(),
+                    start_seq: ss.to_string(),
+                    end_seq: es.map(|e| e.to_string()),
+                })
+                .collect(),
+        });
+        self.push(op);
+    }
+
+    fn last_time(&self) -> u64 {
+        self.ops.iter().map(|o| o.time).max().unwrap_or(0)
     }
 
     /// An append that never completed.

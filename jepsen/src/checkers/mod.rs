@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::history::{F, Op, OpType, Outcome, Phase, Put, PutResult, Setup, StartAt};
+use crate::history::{F, Op, OpType, Outcome, Phase, Put, PutResult, Setup, ShardMap, StartAt};
 pub use seq::Seq;
 
 pub mod availability;
@@ -24,6 +24,7 @@ pub mod no_lost_ack;
 pub mod no_phantom;
 pub mod offset_integrity;
 pub mod realtime_order;
+pub mod resharding;
 pub mod seq;
 pub mod shard_order;
 
@@ -162,6 +163,8 @@ impl Anomalies {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub value: String,
+    /// The partition key it was sent with.
+    pub key: String,
     pub process: String,
     pub outcome: Outcome,
     pub shard: Option<String>,
@@ -269,6 +272,9 @@ pub struct Malformed {
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     pub setup: Option<Setup>,
+    /// The shards after healing (lineage, ranges, ending numbers), when the history has them.
+    pub shard_map: Option<ShardMap>,
+    pub shard_map_index: Option<u64>,
     /// Every record of every append, in invoke order.
     pub attempts: Vec<Attempt>,
     pub calls: Vec<AppendCall>,
@@ -290,6 +296,10 @@ impl Facts {
             facts.end_time = facts.end_time.max(op.time);
             match (op.f, op.ty) {
                 (F::Setup, _) => facts.setup = op.setup.clone(),
+                (F::ShardMap, _) => {
+                    facts.shard_map = op.shard_map.clone();
+                    facts.shard_map_index = Some(op.index);
+                }
                 (F::Fault, _) => {}
                 (_, OpType::Invoke) => {
                     if invokes.insert(op.op, op).is_some() {
@@ -370,7 +380,7 @@ impl Facts {
                         });
                     }
                 }
-                F::Setup | F::Fault => {}
+                F::Setup | F::Fault | F::ShardMap => {}
             }
         }
         for (chain, mut reads) in chain_reads {
@@ -409,7 +419,7 @@ impl Facts {
             .map(|d| d.results.iter().map(|r| (r.value.as_str(), r)).collect())
             .unwrap_or_default();
         let mut acked = 0;
-        for Put { value, .. } in &invoke.values {
+        for Put { value, key } in &invoke.values {
             let result = results.get(value.as_str());
             let outcome = match (done, result) {
                 (Some(_), Some(r)) => r.outcome,
@@ -438,6 +448,7 @@ impl Facts {
             }
             self.attempts.push(Attempt {
                 value: value.clone(),
+                key: key.clone(),
                 process: invoke.process.clone(),
                 outcome,
                 shard: result.and_then(|r| r.shard.clone()),
@@ -540,19 +551,41 @@ impl Facts {
         m
     }
 
+    /// Every ancestor of `shard` in the shard map (parents, their parents, ...).
+    pub fn ancestors(&self, shard: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let Some(map) = &self.shard_map else {
+            return seen;
+        };
+        let parents: HashMap<&str, Vec<&String>> = map
+            .shards
+            .iter()
+            .map(|s| {
+                (
+                    s.id.as_str(),
+                    s.parent.iter().chain(s.adjacent_parent.iter()).collect(),
+                )
+            })
+            .collect();
+        let mut todo = vec![shard.to_string()];
+        while let Some(s) = todo.pop() {
+            for p in parents.get(s.as_str()).into_iter().flatten() {
+                if seen.insert((*p).clone()) {
+                    todo.push((*p).clone());
+                }
+            }
+        }
+        seen
+    }
+
     pub fn has_drains(&self) -> bool {
         self.views.iter().any(View::is_drain)
     }
 }
 
-/// Properties 10 to 14 of the issue that this version does not exercise, with the reason.
+/// Properties 11 to 14 of the issue that this version does not exercise, with the reason.
 pub fn not_checked() -> Vec<PropertyResult> {
     vec![
-        PropertyResult::not_checked(
-            10,
-            "resharding-safety",
-            "the workload does not split or merge shards yet (resharding is not driven by this harness)",
-        ),
         PropertyResult::not_checked(
             11,
             "durability-under-lost-unsynced-writes",
@@ -588,6 +621,7 @@ pub fn run_all(facts: &Facts, config: &CheckConfig) -> Vec<PropertyResult> {
         realtime_order::check(facts, config),
         gapless_consumption::check(facts, config),
         freshness::check(facts, config),
+        resharding::check(facts, config),
     ];
     results.extend(not_checked());
     results.push(availability::check(facts, config));

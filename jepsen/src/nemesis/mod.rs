@@ -31,6 +31,7 @@ pub mod lossy;
 pub mod partition;
 pub mod partition_leader;
 pub mod pause;
+pub mod reshard;
 
 /// Gap before each fault, and how long it lasts (milliseconds).
 const GAP_MS: std::ops::RangeInclusive<u64> = 3_000..=8_000;
@@ -62,6 +63,9 @@ pub enum Kind {
     Delay,
     /// One node's wall clock offset by seconds to minutes (libfaketime).
     Clock,
+    /// Split, merge or rescale the test stream's shards. Drawn from a random stream of its own
+    /// and run alongside the other faults, so enabling it leaves their schedule unchanged.
+    Reshard,
 }
 
 impl Kind {
@@ -76,6 +80,7 @@ impl Kind {
             Kind::Bridge => "bridge",
             Kind::Delay => "delay",
             Kind::Clock => "clock",
+            Kind::Reshard => "reshard",
         }
     }
 }
@@ -130,6 +135,12 @@ pub enum Fault {
         /// Seconds the node's wall clock is moved (negative: behind).
         offset_s: i64,
     },
+    Reshard {
+        draw: reshard::Draw,
+        /// Filled in when the request has been sent.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        done: Option<reshard::Done>,
+    },
 }
 
 impl Fault {
@@ -144,6 +155,7 @@ impl Fault {
             Fault::Bridge { .. } => Kind::Bridge,
             Fault::Delay { .. } => Kind::Delay,
             Fault::Clock { .. } => Kind::Clock,
+            Fault::Reshard { .. } => Kind::Reshard,
         }
     }
 
@@ -189,6 +201,8 @@ impl Fault {
                 n
             }
             Fault::PartitionLeader { found, .. } => found.iter().map(|f| f.isolated).collect(),
+            // A topology change acts on the stream, not on nodes.
+            Fault::Reshard { .. } => Vec::new(),
             Fault::Partition { groups, .. } => groups
                 .iter()
                 .min_by_key(|g| g.len())
@@ -236,6 +250,18 @@ impl Fault {
             Fault::Clock { node, offset_s } => {
                 format!("clock of node {node} moved {offset_s:+}s")
             }
+            Fault::Reshard { draw, done } => match done {
+                Some(d) => format!(
+                    "reshard: {} ({} open shards): {}{}",
+                    d.request,
+                    d.open_before,
+                    d.answer,
+                    d.status_after
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(", stream {s} at the end"))
+                ),
+                None => format!("reshard {draw:?}"),
+            },
         }
     }
 }
@@ -257,13 +283,51 @@ fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// The schedule for a run: a fault every 3-8 s lasting 2-6 s, of a kind drawn from `kinds`, on
 /// nodes drawn from 1..=`nodes`, all healed before `time_limit` minus a margin.
+///
+/// `reshard` is not among the kinds that take turns: its actions come from a random stream of
+/// their own (the seed mixed with a constant), every 1-8 s, and follow the other faults in the
+/// returned list with the next ids. So adding it changes nothing in the other kinds' schedule.
 pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<Planned> {
     let mut kinds = kinds.to_vec();
     kinds.sort_unstable();
     kinds.dedup();
-    if kinds.is_empty() || nodes == 0 {
-        return Vec::new();
+    let reshard = kinds.contains(&Kind::Reshard);
+    kinds.retain(|k| *k != Kind::Reshard);
+    let mut out = if kinds.is_empty() || nodes == 0 {
+        Vec::new()
+    } else {
+        plan_turns(seed, &kinds, nodes, time_limit)
+    };
+    if reshard {
+        let mut rng = StdRng::seed_from_u64(seed ^ RESHARD_SALT);
+        let last_end = time_limit.saturating_sub(END_MARGIN);
+        let mut t = Duration::ZERO;
+        loop {
+            let at = t + Duration::from_millis(rng.random_range(reshard::GAP_MS));
+            let duration = Duration::from_millis(rng.random_range(reshard::WINDOW_MS));
+            if at + duration > last_end {
+                break;
+            }
+            out.push(Planned {
+                id: out.len() as u64 + 1,
+                at,
+                duration,
+                fault: Fault::Reshard {
+                    draw: reshard::draw(&mut rng),
+                    done: None,
+                },
+            });
+            t = at + duration;
+        }
     }
+    out
+}
+
+/// Mixed into the seed for the reshard schedule's random stream.
+const RESHARD_SALT: u64 = 0x7265_7368_6172_6421;
+
+/// The schedule of the kinds that take turns (never overlapping).
+fn plan_turns(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::new();
     let mut t = Duration::ZERO;
@@ -291,6 +355,11 @@ pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<
             Kind::Bridge => graph::draw_bridge(&mut rng, nodes),
             Kind::Delay => delay::draw(&mut rng, nodes),
             Kind::Clock => clock::draw(&mut rng, nodes),
+            // Filtered out by `plan`: reshards have their own schedule.
+            Kind::Reshard => Fault::Reshard {
+                draw: reshard::draw(&mut rng),
+                done: None,
+            },
         };
         out.push(Planned {
             id: out.len() as u64 + 1,
@@ -355,6 +424,8 @@ async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
         }
         Fault::Delay { node, delay } => delay::start(target, *node, *delay),
         Fault::Clock { node, offset_s } => clock::start(target, *node, *offset_s).await,
+        // Started by `drive` itself, which records what the request did.
+        Fault::Reshard { .. } => Ok(()),
     }
 }
 
@@ -369,6 +440,8 @@ async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
         | Fault::Bridge { .. } => partition::heal(target).await,
         Fault::Delay { .. } => delay::heal(target),
         Fault::Clock { node, .. } => clock::heal(target, *node).await,
+        // Nothing to undo: the change carries on by itself (see `reshard.rs`).
+        Fault::Reshard { .. } => Ok(()),
     }
 }
 
@@ -389,13 +462,35 @@ fn record(rec: &Recorder, planned: &Planned, phase: Phase, error: Option<String>
 
 /// Carries out `schedule` from `origin` (the start of the workload) until it is done or `stop`
 /// turns true; a fault in progress when stopping is healed at once.
+/// Reshards run in a sequence of their own, alongside the other faults.
 pub async fn drive(
     schedule: Vec<Planned>,
     target: Target,
     rec: Recorder,
     origin: tokio::time::Instant,
+    stop: watch::Receiver<bool>,
+) -> std::collections::BTreeMap<Kind, Tally> {
+    let (reshards, turns): (Vec<Planned>, Vec<Planned>) = schedule
+        .into_iter()
+        .partition(|p| p.fault.kind() == Kind::Reshard);
+    let (mut tally, other) = tokio::join!(
+        drive_sequence(turns, &target, &rec, origin, stop.clone()),
+        drive_sequence(reshards, &target, &rec, origin, stop),
+    );
+    // The two sequences never share a kind.
+    tally.extend(other);
+    tally
+}
+
+async fn drive_sequence(
+    schedule: Vec<Planned>,
+    target: &Target,
+    rec: &Recorder,
+    origin: tokio::time::Instant,
     mut stop: watch::Receiver<bool>,
 ) -> std::collections::BTreeMap<Kind, Tally> {
+    let target = target.clone();
+    let rec = rec.clone();
     let mut tally: std::collections::BTreeMap<Kind, Tally> = Default::default();
     for p in &schedule {
         tally.entry(p.fault.kind()).or_default().planned += 1;
@@ -424,7 +519,26 @@ pub async fn drive(
             p.fault.describe()
         );
         let entry = tally.entry(kind).or_default();
-        match start(&target, &p.fault).await {
+        let started = match &mut p.fault {
+            Fault::Reshard { draw, done } => match reshard::start(&target, *draw).await {
+                Ok(d) => {
+                    // Refused (still UPDATING) or unknown under faults: part of the run, noted.
+                    if d.answer != "accepted" {
+                        entry
+                            .notes
+                            .push(format!("#{}: {}: {}", p.id, d.request, d.answer));
+                    }
+                    *done = Some(d);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            other => start(&target, other).await,
+        };
+        if let Fault::Reshard { done: Some(d), .. } = &p.fault {
+            println!("nemesis: #{} {}: {}", p.id, d.request, d.answer);
+        }
+        match started {
             Ok(()) => {
                 entry.started += 1;
                 record(&rec, &p, Phase::Start, None);
@@ -439,6 +553,9 @@ pub async fn drive(
         tokio::select! {
             _ = tokio::time::sleep_until(origin + p.at + p.duration) => {},
             _ = stop.wait_for(|s| *s) => {},
+        }
+        if let Fault::Reshard { done: Some(d), .. } = &mut p.fault {
+            d.status_after = reshard::status(&target).await;
         }
         let result = heal(&target, &p.fault).await;
         let entry = tally.entry(kind).or_default();
@@ -658,6 +775,37 @@ mod tests {
                 .iter()
                 .all(|p| p.fault.kind() <= Kind::PartitionLeader)
         );
+    }
+
+    #[test]
+    fn reshard_sorts_last_runs_alongside_and_leaves_the_other_schedule_alone() {
+        let mut all = [Kind::Reshard, Kind::Clock, Kind::Kill];
+        all.sort_unstable();
+        assert_eq!(all.last(), Some(&Kind::Reshard));
+        let limit = Duration::from_secs(60);
+        for seed in 0..20 {
+            let old = plan(seed, &[Kind::Kill, Kind::Partition], 3, limit);
+            let with = plan(
+                seed,
+                &[Kind::Reshard, Kind::Kill, Kind::Partition],
+                3,
+                limit,
+            );
+            assert_eq!(with[..old.len()], old[..], "seed {seed}");
+            let reshards = &with[old.len()..];
+            assert!(reshards.len() >= 3, "seed {seed}: {reshards:?}");
+            let mut t = Duration::ZERO;
+            for (i, p) in reshards.iter().enumerate() {
+                assert_eq!(p.id, (old.len() + i + 1) as u64);
+                assert!(matches!(p.fault, Fault::Reshard { done: None, .. }));
+                assert!(p.fault.nodes().is_empty());
+                assert!(p.at >= t + Duration::from_secs(1) && p.at + p.duration <= limit);
+                t = p.at + p.duration;
+            }
+        }
+        let alone = plan(5, &[Kind::Reshard], 3, limit);
+        assert!(!alone.is_empty() && alone.iter().all(|p| p.fault.kind() == Kind::Reshard));
+        assert_eq!(alone, plan(5, &[Kind::Reshard], 3, limit));
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn fault_color(kind: &str) -> RGBColor {
         "bridge" => RGBColor(20, 40, 140),
         "delay" => RGBColor(240, 120, 180),
         "clock" => RGBColor(130, 90, 40),
+        "reshard" => RGBColor(60, 170, 60),
         _ => RGBColor(120, 120, 120),
     }
 }

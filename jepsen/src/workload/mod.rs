@@ -29,6 +29,8 @@ pub struct Config {
     /// PutRecords calls per second, all writers together.
     pub rate: f64,
     pub request_timeout: Duration,
+    /// Partition keys are drawn from this many (`None`: any 32-bit key).
+    pub keys: Option<u32>,
 }
 
 impl Config {
@@ -53,6 +55,18 @@ impl Config {
         let mut base = StdRng::seed_from_u64(self.seed);
         let salt = base.next_u64();
         StdRng::seed_from_u64(salt ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+}
+
+impl Config {
+    /// The partition key for a random draw: the draw itself, or reduced to the key space, so the
+    /// random stream (and so batches and values) is the same whatever the key space.
+    pub fn key(&self, draw: u32) -> String {
+        let k = match self.keys {
+            Some(n) if n > 0 => draw % n,
+            _ => draw,
+        };
+        format!("k{k:08x}")
     }
 }
 
@@ -81,6 +95,7 @@ mod tests {
             seed: 7,
             rate: 10.0,
             request_timeout: Duration::from_secs(1),
+            keys: None,
         }
     }
 

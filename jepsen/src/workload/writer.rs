@@ -153,7 +153,7 @@ pub async fn run(
         while puts.len() < n {
             puts.push(Put {
                 value: format!("w{id}-{counter:06}"),
-                key: format!("k{:08x}", rng.random::<u32>()),
+                key: config.key(rng.random::<u32>()),
             });
             counter += 1;
         }
