@@ -556,33 +556,7 @@ pub const SHARD_LEVEL_METRICS: [&str; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn formed(n: u64) -> MetaState {
-        let mut s = MetaState::default();
-        let nodes = (1..=n)
-            .map(|id| NodeInfo {
-                id,
-                addr: format!("127.0.0.1:{}", 50050 + id),
-            })
-            .collect();
-        s.apply(MetaCommand::Init {
-            secret: vec![1; 32],
-            nodes,
-            replication_factor: 3,
-        })
-        .unwrap();
-        s
-    }
-
-    fn create(s: &mut MetaState, name: &str, shards: u32) -> MetaResult {
-        s.apply(MetaCommand::CreateStream {
-            name: name.into(),
-            shard_count: shards,
-            on_demand: false,
-            now_ms: 1,
-            region: "us-east-1".into(),
-        })
-    }
+    use crate::testing::{create, formed};
 
     #[test]
     fn create_places_shards_and_turns_active_when_all_ready() {

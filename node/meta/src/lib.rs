@@ -19,6 +19,8 @@ mod planner;
 mod reshard;
 mod state;
 mod state_machine;
+#[cfg(test)]
+mod testing;
 
 pub use commands::{
     MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,

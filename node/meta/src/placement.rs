@@ -94,28 +94,8 @@ mod tests {
     #[test]
     fn replicas_on_a_lost_node_move_to_the_least_loaded_live_nodes() {
         use crate::commands::MetaCommand;
-        use crate::state::NodeInfo;
-        let mut s = MetaState::default();
-        let nodes = (1..=4)
-            .map(|id| NodeInfo {
-                id,
-                addr: format!("n{id}"),
-            })
-            .collect();
-        s.apply(MetaCommand::Init {
-            secret: vec![1],
-            nodes,
-            replication_factor: 3,
-        })
-        .unwrap();
-        s.apply(MetaCommand::CreateStream {
-            name: "s".into(),
-            shard_count: 8,
-            on_demand: false,
-            now_ms: 0,
-            region: "r".into(),
-        })
-        .unwrap();
+        let mut s = crate::testing::formed(4);
+        crate::testing::create(&mut s, "s", 8).unwrap();
         let away = BTreeSet::from([2]);
         let moves = plan_repairs(&s, &away);
         let holding = s

@@ -12,18 +12,9 @@ use crate::state::MetaState;
 pub struct LocalGroup {
     pub group: u64,
     pub is_leader: bool,
-    /// True once this replica has ever heard of a leader since it opened the group.
-    pub leader_seen: bool,
-    /// How long ago this node opened the group.
-    pub opened_ms_ago: u64,
     /// The group's voters as this replica knows them.
     pub voters: BTreeSet<u64>,
 }
-
-/// A new group's designated first replica may be down; past this, any replica of a group that
-/// never had a leader initializes it too (same membership on every replica, which openraft
-/// allows: the vote decides).
-pub(crate) const INITIALIZE_FALLBACK_MS: u64 = 3_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAction {
@@ -36,12 +27,6 @@ pub enum NodeAction {
     },
     /// The group is in no stream any more: stop it and delete its data.
     DropGroup { group: u64 },
-    /// Initialize a group this node already runs: its designated first replica has not formed
-    /// it in time.
-    InitializeGroup {
-        group: u64,
-        members: BTreeMap<u64, String>,
-    },
     /// (Group leader only.) Make the group's voters the shard's replica set: add the one new
     /// replica as a learner, wait for it to catch up, then switch the voters.
     ReconcileMembers {
@@ -70,6 +55,14 @@ pub enum NodeAction {
     },
     /// (Metadata leader only.) A closed shard of the stream is past retention: forget it.
     ExpireShards { stream: String },
+}
+
+/// The addresses of `replicas`, as a group's membership.
+fn members(state: &MetaState, replicas: &[u64]) -> BTreeMap<u64, String> {
+    replicas
+        .iter()
+        .filter_map(|id| state.nodes.get(id).map(|n| (*id, n.addr.clone())))
+        .collect()
 }
 
 pub fn plan_node(
@@ -133,11 +126,7 @@ pub fn plan_node(
         }
         wanted.insert(sh.group_id);
         if !local_ids.contains(&sh.group_id) {
-            let members = sh
-                .replicas
-                .iter()
-                .filter_map(|id| state.nodes.get(id).map(|n| (*id, n.addr.clone())))
-                .collect();
+            let members = members(state, &sh.replicas);
             actions.push(NodeAction::OpenShard {
                 group: sh.group_id,
                 members,
@@ -164,21 +153,6 @@ pub fn plan_node(
             // (the other replicas) while the leader brings the new replica up to date.
             actions.push(NodeAction::DropGroup { group: g.group });
             continue;
-        }
-        if let Some((_, sh)) = state.shard_by_group(g.group)
-            && !sh.ready
-            && !g.leader_seen
-            && g.opened_ms_ago >= INITIALIZE_FALLBACK_MS
-        {
-            let members = sh
-                .replicas
-                .iter()
-                .filter_map(|id| state.nodes.get(id).map(|n| (*id, n.addr.clone())))
-                .collect();
-            actions.push(NodeAction::InitializeGroup {
-                group: g.group,
-                members,
-            });
         }
         if g.is_leader
             && state.draining.contains(&me)
@@ -232,27 +206,8 @@ mod tests {
     use crate::state::NodeInfo;
 
     fn state() -> MetaState {
-        let mut s = MetaState::default();
-        let nodes = (1..=3)
-            .map(|id| NodeInfo {
-                id,
-                addr: format!("n{id}"),
-            })
-            .collect();
-        s.apply(MetaCommand::Init {
-            secret: vec![1],
-            nodes,
-            replication_factor: 3,
-        })
-        .unwrap();
-        s.apply(MetaCommand::CreateStream {
-            name: "a".into(),
-            shard_count: 2,
-            on_demand: false,
-            now_ms: 0,
-            region: "r".into(),
-        })
-        .unwrap();
+        let mut s = crate::testing::formed(3);
+        crate::testing::create(&mut s, "a", 2).unwrap();
         s
     }
 
@@ -285,22 +240,16 @@ mod tests {
             LocalGroup {
                 group: 1,
                 is_leader: true,
-                leader_seen: true,
-                opened_ms_ago: 10_000,
                 voters: BTreeSet::new(),
             },
             LocalGroup {
                 group: 2,
                 is_leader: false,
-                leader_seen: true,
-                opened_ms_ago: 10_000,
                 voters: BTreeSet::new(),
             },
             LocalGroup {
                 group: 9,
                 is_leader: true,
-                leader_seen: true,
-                opened_ms_ago: 10_000,
                 voters: BTreeSet::new(),
             },
         ];
@@ -309,29 +258,6 @@ mod tests {
         assert!(!a.contains(&NodeAction::ReportReady { group: 2 }));
         assert!(a.contains(&NodeAction::DropGroup { group: 9 }));
         assert!(!a.iter().any(|x| matches!(x, NodeAction::OpenShard { .. })));
-    }
-
-    #[test]
-    fn replicas_initialize_a_group_whose_first_replica_never_formed_it() {
-        let s = state();
-        let local = |leader_seen, opened_ms_ago| {
-            [LocalGroup {
-                group: 1,
-                is_leader: false,
-                leader_seen,
-                opened_ms_ago,
-                voters: BTreeSet::new(),
-            }]
-        };
-        let inits = |l: &[LocalGroup]| {
-            plan_node(&s, 2, l, false, 0, &BTreeSet::new())
-                .into_iter()
-                .filter(|a| matches!(a, NodeAction::InitializeGroup { group: 1, .. }))
-                .count()
-        };
-        assert_eq!(inits(&local(false, INITIALIZE_FALLBACK_MS - 1)), 0);
-        assert_eq!(inits(&local(true, INITIALIZE_FALLBACK_MS)), 0);
-        assert_eq!(inits(&local(false, INITIALIZE_FALLBACK_MS)), 1);
     }
 
     #[test]
@@ -390,8 +316,6 @@ mod tests {
         let local = [LocalGroup {
             group: 1,
             is_leader: true,
-            leader_seen: true,
-            opened_ms_ago: 10_000,
             voters: BTreeSet::from([1, 2, 3]),
         }];
         let none = BTreeSet::new();

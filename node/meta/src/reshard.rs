@@ -37,6 +37,17 @@ pub enum ReshardRequest {
     },
 }
 
+impl ReshardRequest {
+    /// The API action that asked for it.
+    fn action(&self) -> &'static str {
+        match self {
+            ReshardRequest::Split { .. } => "SplitShard",
+            ReshardRequest::Merge { .. } => "MergeShards",
+            ReshardRequest::Scale { .. } => "UpdateShardCount",
+        }
+    }
+}
+
 /// One split or merge, by hash key ranges (shard ids are assigned when the wave is applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Primitive {
@@ -126,6 +137,14 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> MetaResult {
     Err((code.name().to_string(), msg.into()))
 }
 
+fn open_ranges(s: &StreamMeta) -> Vec<HashKeyRange> {
+    s.shards
+        .iter()
+        .filter(|x| x.is_open())
+        .map(|x| x.range)
+        .collect()
+}
+
 fn open_shard(s: &StreamMeta, id: ShardId) -> Result<&ShardMeta, (String, String)> {
     match s.shards.iter().find(|x| x.shard_id == id && x.is_listed()) {
         None => Err((
@@ -166,14 +185,17 @@ impl MetaState {
                 ),
             );
         }
+        if s.on_demand {
+            return err(
+                ErrorCode::Validation,
+                format!(
+                    "{} is not supported for streams in ON_DEMAND mode.",
+                    request.action()
+                ),
+            );
+        }
         let (wave, target) = match request {
             ReshardRequest::Split { shard, at } => {
-                if s.on_demand {
-                    return err(
-                        ErrorCode::Validation,
-                        "SplitShard is not supported for streams in ON_DEMAND mode.",
-                    );
-                }
                 let sh = open_shard(s, shard)?;
                 if at <= sh.range.start || at > sh.range.end {
                     return err(
@@ -193,12 +215,6 @@ impl MetaState {
                 )
             }
             ReshardRequest::Merge { shard, adjacent } => {
-                if s.on_demand {
-                    return err(
-                        ErrorCode::Validation,
-                        "MergeShards is not supported for streams in ON_DEMAND mode.",
-                    );
-                }
                 let a = open_shard(s, shard)?;
                 let b = open_shard(s, adjacent)?;
                 let (left, right) = if a.range.start < b.range.start {
@@ -215,18 +231,7 @@ impl MetaState {
                 (vec![Primitive::Merge { left, right }], None)
             }
             ReshardRequest::Scale { target } => {
-                if s.on_demand {
-                    return err(
-                        ErrorCode::Validation,
-                        "UpdateShardCount is not supported for streams in ON_DEMAND mode.",
-                    );
-                }
-                let open: Vec<HashKeyRange> = s
-                    .shards
-                    .iter()
-                    .filter(|x| x.is_open())
-                    .map(|x| x.range)
-                    .collect();
+                let open = open_ranges(s);
                 if let Err((code, msg)) = check_scaling(open.len() as u32, target) {
                     return err(code, msg);
                 }
@@ -379,13 +384,7 @@ impl MetaState {
         s.reshard = None;
         s.status = StreamStatus::Active;
         if let Some(target) = op.target {
-            let open: Vec<HashKeyRange> = s
-                .shards
-                .iter()
-                .filter(|x| x.is_open())
-                .map(|x| x.range)
-                .collect();
-            let wave = next_scaling_wave(&open, target);
+            let wave = next_scaling_wave(&open_ranges(s), target);
             if !wave.is_empty() {
                 self.plan_wave(name, wave, Some(target), None, now_ms);
             }
@@ -419,7 +418,7 @@ impl MetaState {
 mod tests {
     use super::*;
     use crate::commands::MetaCommand;
-    use crate::state::NodeInfo;
+    use crate::testing::{create, formed};
 
     fn apply_wave(open: &mut Vec<HashKeyRange>, wave: &[Primitive]) {
         for p in wave {
@@ -505,27 +504,8 @@ mod tests {
     }
 
     fn state(shards: u32) -> MetaState {
-        let mut s = MetaState::default();
-        let nodes = (1..=3)
-            .map(|id| NodeInfo {
-                id,
-                addr: format!("n{id}"),
-            })
-            .collect();
-        s.apply(MetaCommand::Init {
-            secret: vec![1],
-            nodes,
-            replication_factor: 3,
-        })
-        .unwrap();
-        s.apply(MetaCommand::CreateStream {
-            name: "s".into(),
-            shard_count: shards,
-            on_demand: false,
-            now_ms: 0,
-            region: "r".into(),
-        })
-        .unwrap();
+        let mut s = formed(3);
+        create(&mut s, "s", shards).unwrap();
         let groups: Vec<u64> = s.streams["s"].shards.iter().map(|x| x.group_id).collect();
         for g in groups {
             s.apply(MetaCommand::ShardReady { group_id: g }).unwrap();

@@ -3,7 +3,7 @@
 //! metadata group, drives reshards on the metadata leader (seal the parents, commit the wave),
 //! and has shard leaders trim records past their stream's retention.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +20,14 @@ const TICK: Duration = Duration::from_millis(250);
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn run(node: Node) {
-    let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
-    // When this node first saw each local group, and whether it has seen a leader since.
-    let opened: Mutex<HashMap<u64, (tokio::time::Instant, bool)>> = Mutex::default();
+    let tasks = Tasks::default();
     // Since when this node leads the metadata group: a new leader has heard from nobody yet,
     // so it judges a node down only after a full timeout of its own.
     let leading_since: Mutex<Option<tokio::time::Instant>> = Mutex::default();
     let mut changes = node.meta_changes.clone();
     let mut last_retention = tokio::time::Instant::now();
     loop {
-        reconcile(&node, &in_flight, &opened, &leading_since).await;
+        reconcile(&node, &tasks, &leading_since).await;
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
             trim_expired(&node);
@@ -42,8 +40,7 @@ pub(crate) async fn run(node: Node) {
 #[tracing::instrument(name = "driver.reconcile", skip_all)]
 async fn reconcile(
     node: &Node,
-    in_flight: &Arc<Mutex<HashSet<u64>>>,
-    opened: &Mutex<HashMap<u64, (tokio::time::Instant, bool)>>,
+    tasks: &Tasks,
     leading_since: &Mutex<Option<tokio::time::Instant>>,
 ) {
     let me = node.host.node_id();
@@ -57,24 +54,13 @@ async fn reconcile(
         .keys()
         .map(|g| {
             let status = node.host.group(*g).map(|h| h.status());
-            let leader_known = status.as_ref().is_some_and(|s| s.leader.is_some());
-            let mut seen = opened.lock();
-            let entry = seen
-                .entry(*g)
-                .or_insert((tokio::time::Instant::now(), false));
-            entry.1 |= leader_known;
             LocalGroup {
                 group: *g,
                 is_leader: status.as_ref().is_some_and(|s| s.is_leader),
-                leader_seen: entry.1,
-                opened_ms_ago: entry.0.elapsed().as_millis() as u64,
                 voters: status.map(|s| s.voters).unwrap_or_default(),
             }
         })
         .collect();
-    opened
-        .lock()
-        .retain(|g, _| local.iter().any(|l| l.group == *g));
     let meta_status = node
         .host
         .group(streamd_raft::META_GROUP)
@@ -94,7 +80,7 @@ async fn reconcile(
         }
     };
     if meta_leader {
-        reconcile_meta_voters(node, &meta, meta_status.as_ref(), in_flight);
+        reconcile_meta_voters(node, &meta, meta_status.as_ref(), tasks);
         // A draining metadata leader hands the metadata group over too.
         if meta.draining.contains(&me)
             && let Some(st) = &meta_status
@@ -128,122 +114,33 @@ async fn reconcile(
                     tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
                 }
             }
-            NodeAction::InitializeGroup { group, members } => {
-                if let Some(h) = node.host.group(group) {
-                    // Refused harmlessly when the group already formed meanwhile.
-                    if let Err(e) = h.initialize(&members).await {
-                        tracing::debug!(group_id = group, error = %e, "group not initialized by this replica");
-                    } else {
-                        tracing::info!(
-                            group_id = group,
-                            "initializing a group its first replica did not form"
-                        );
-                    }
-                }
-            }
-            NodeAction::MoveReplica { group, from, to } => {
-                let key = group | (1 << 62);
-                if !in_flight.lock().insert(key) {
-                    continue;
-                }
-                tracing::info!(
-                    group_id = group,
-                    from,
-                    to,
-                    "moving a replica off a node that is down"
-                );
-                let gw = node.gateway.clone();
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = gw
-                        .propose_meta(&MetaCommand::MoveReplica { group, from, to })
-                        .await
-                    {
-                        tracing::info!(group_id = group, error = %e, "replica not moved yet");
-                    }
-                    in_flight.lock().remove(&key);
-                });
-            }
-            NodeAction::ReconcileMembers { group, add, voters } => {
-                let key = group | (1 << 61);
-                if !in_flight.lock().insert(key) {
-                    continue;
-                }
-                let Some(h) = node.host.group(group) else {
-                    in_flight.lock().remove(&key);
-                    continue;
-                };
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    tracing::info!(
-                        group_id = group,
-                        ?add,
-                        ?voters,
-                        "changing the group's replicas to match the shard map"
-                    );
-                    match h.change_voters(add, voters).await {
-                        Ok(()) => tracing::info!(
-                            group_id = group,
-                            "group membership matches the shard map"
-                        ),
-                        Err(e) => {
-                            tracing::info!(group_id = group, error = %e, "group membership not changed yet")
-                        }
-                    }
-                    in_flight.lock().remove(&key);
-                });
-            }
-            NodeAction::TransferLeader { group, to } => {
-                let key = group | (1 << 60);
-                if !in_flight.lock().insert(key) {
-                    continue;
-                }
-                if let Some(h) = node.host.group(group) {
-                    tracing::info!(group_id = group, to, "draining: handing leadership over");
-                    if let Err(e) = h.transfer_leader(to).await {
-                        tracing::info!(group_id = group, error = %e, "leadership not handed over");
-                    }
-                }
-                in_flight.lock().remove(&key);
-            }
-            NodeAction::RemoveNode { id } => {
-                let key = id | (1 << 59);
-                if !in_flight.lock().insert(key) {
-                    continue;
-                }
-                let gw = node.gateway.clone();
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    match gw.propose_meta(&MetaCommand::RemoveNode { id }).await {
-                        Ok(_) => tracing::info!(node = id, "drained node removed from the cluster"),
-                        Err(e) => {
-                            tracing::info!(node = id, error = %e, "drained node not removed yet")
-                        }
-                    }
-                    in_flight.lock().remove(&key);
-                });
-            }
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);
                 if let Err(e) = node.host.remove_group(group, SHARD_TREE).await {
                     tracing::error!(group_id = group, error = %e, "failed to drop shard replica");
                 }
             }
-            NodeAction::ActivateConsumer { arn } => {
-                let key = u64::MAX;
-                if !in_flight.lock().insert(key) {
+            NodeAction::ReconcileMembers { group, add, voters } => {
+                let Some(h) = node.host.group(group) else {
                     continue;
-                }
-                let gw = node.gateway.clone();
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = gw
-                        .propose_meta(&MetaCommand::ActivateConsumer { arn })
-                        .await
-                    {
-                        tracing::debug!(error = %e, "consumer not activated yet");
+                };
+                tasks.spawn_once(Task::Members(group), async move {
+                    tracing::info!(group_id = group, ?add, ?voters, "changing the group's replicas to match the shard map");
+                    match h.change_voters(add, voters).await {
+                        Ok(()) => tracing::info!(group_id = group, "group membership matches the shard map"),
+                        Err(e) => tracing::info!(group_id = group, error = %e, "group membership not changed yet"),
                     }
-                    in_flight.lock().remove(&key);
+                });
+            }
+            NodeAction::TransferLeader { group, to } => {
+                let Some(h) = node.host.group(group) else {
+                    continue;
+                };
+                tasks.spawn_once(Task::Transfer(group), async move {
+                    tracing::info!(group_id = group, to, "draining: handing leadership over");
+                    if let Err(e) = h.transfer_leader(to).await {
+                        tracing::info!(group_id = group, error = %e, "leadership not handed over");
+                    }
                 });
             }
             NodeAction::DriveReshard {
@@ -251,50 +148,96 @@ async fn reconcile(
                 op_id,
                 parents,
             } => {
-                // Op ids are unique and never collide with group ids in this set: both are
-                // tracked, but ops in the upper half of the key space.
-                let key = op_id | (1 << 63);
-                if !in_flight.lock().insert(key) {
-                    continue;
-                }
                 let gw = node.gateway.clone();
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
+                tasks.spawn_once(Task::Reshard(op_id), async move {
                     if let Err(e) = drive_reshard(&gw, &stream, op_id, parents).await {
                         tracing::info!(stream = %stream, op_id, error = %e, "reshard step not done yet; retrying");
                     }
-                    in_flight.lock().remove(&key);
                 });
+            }
+            NodeAction::MoveReplica { group, from, to } => {
+                tracing::info!(
+                    group_id = group,
+                    from,
+                    to,
+                    "moving a replica off a node that is down or draining"
+                );
+                let cmd = MetaCommand::MoveReplica { group, from, to };
+                tasks.propose_once(node, Task::Move(group), cmd, "replica not moved yet");
+            }
+            NodeAction::RemoveNode { id } => {
+                let cmd = MetaCommand::RemoveNode { id };
+                tasks.propose_once(node, Task::Remove(id), cmd, "drained node not removed yet");
+            }
+            NodeAction::ActivateConsumer { arn } => {
+                let cmd = MetaCommand::ActivateConsumer { arn };
+                tasks.propose_once(node, Task::Consumer, cmd, "consumer not activated yet");
             }
             NodeAction::ExpireShards { stream } => {
-                let gw = node.gateway.clone();
-                tokio::spawn(async move {
-                    let cmd = MetaCommand::ExpireShards {
-                        name: stream,
-                        now_ms: streamd_shard::now_ms(),
-                    };
-                    if let Err(e) = gw.propose_meta(&cmd).await {
-                        tracing::debug!(error = %e, "closed shards not expired yet");
-                    }
-                });
+                let cmd = MetaCommand::ExpireShards {
+                    name: stream.clone(),
+                    now_ms: streamd_shard::now_ms(),
+                };
+                tasks.propose_once(
+                    node,
+                    Task::Expire(stream),
+                    cmd,
+                    "closed shards not expired yet",
+                );
             }
             NodeAction::ReportReady { group } => {
-                if !in_flight.lock().insert(group) {
-                    continue;
-                }
-                let gw = node.gateway.clone();
-                let in_flight = in_flight.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = gw
-                        .propose_meta(&MetaCommand::ShardReady { group_id: group })
-                        .await
-                    {
-                        tracing::debug!(group_id = group, error = %e, "shard ready not reported yet");
-                    }
-                    in_flight.lock().remove(&group);
-                });
+                let cmd = MetaCommand::ShardReady { group_id: group };
+                tasks.propose_once(
+                    node,
+                    Task::Ready(group),
+                    cmd,
+                    "shard ready not reported yet",
+                );
             }
         }
+    }
+}
+
+/// Background work the driver started, one at a time per key: a slow proposal is not started
+/// again by every tick while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Task {
+    Ready(u64),
+    Consumer,
+    Reshard(u64),
+    Expire(String),
+    Move(u64),
+    Members(u64),
+    MetaVoters,
+    Transfer(u64),
+    Remove(u64),
+}
+
+#[derive(Clone, Default)]
+struct Tasks(Arc<Mutex<HashSet<Task>>>);
+
+impl Tasks {
+    /// Runs `work` in the background unless a task with the same key still runs.
+    fn spawn_once(&self, key: Task, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        if !self.0.lock().insert(key.clone()) {
+            return;
+        }
+        let running = self.0.clone();
+        tokio::spawn(async move {
+            work.await;
+            running.lock().remove(&key);
+        });
+    }
+
+    /// Proposes `cmd` to the metadata group in the background, once per key at a time; a
+    /// failure is logged and the planner asks again on a later tick.
+    fn propose_once(&self, node: &Node, key: Task, cmd: MetaCommand, not_yet: &'static str) {
+        let gw = node.gateway.clone();
+        self.spawn_once(key, async move {
+            if let Err(e) = gw.propose_meta(&cmd).await {
+                tracing::debug!(error = %e, "{not_yet}");
+            }
+        });
     }
 }
 
@@ -303,29 +246,20 @@ fn reconcile_meta_voters(
     node: &Node,
     meta: &streamd_meta::MetaState,
     status: Option<&streamd_raft::GroupStatus>,
-    in_flight: &Arc<Mutex<HashSet<u64>>>,
+    tasks: &Tasks,
 ) {
-    let Some(st) = status else {
+    let Some(voters) = status.and_then(|st| streamd_meta::plan_meta_voters(meta, &st.voters))
+    else {
         return;
     };
-    let Some(voters) = streamd_meta::plan_meta_voters(meta, &st.voters) else {
-        return;
-    };
-    let key = streamd_raft::META_GROUP | (1 << 61);
-    if !in_flight.lock().insert(key) {
-        return;
-    }
     let Some(h) = node.host.group(streamd_raft::META_GROUP) else {
-        in_flight.lock().remove(&key);
         return;
     };
-    let in_flight = in_flight.clone();
-    tokio::spawn(async move {
+    tasks.spawn_once(Task::MetaVoters, async move {
         tracing::info!(?voters, "removing departed nodes from the metadata group");
         if let Err(e) = h.change_voters(None, voters).await {
             tracing::info!(error = %e, "metadata group voters not changed yet");
         }
-        in_flight.lock().remove(&key);
     });
 }
 

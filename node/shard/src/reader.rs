@@ -46,6 +46,11 @@ impl ShardReader {
         self.state.read().clone()
     }
 
+    /// Sealed by a reshard: no record will ever be added.
+    pub fn is_sealed(&self) -> bool {
+        self.state.read().sealed.is_some()
+    }
+
     /// Wakes when new records are applied.
     pub fn subscribe(&self) -> watch::Receiver<Option<u128>> {
         self.notify.clone()

@@ -151,7 +151,7 @@ impl GroupService for ShardService {
             ShardRequest::Put { records } => {
                 // A sealed shard refuses at once rather than growing its log with entries that
                 // apply as refusals.
-                if self.reader.state().sealed.is_some() {
+                if self.reader.is_sealed() {
                     let results = records.iter().map(|_| closed_result()).collect();
                     return Box::pin(async move { encode(&ShardReply::Put { results }) });
                 }

@@ -51,6 +51,27 @@ pub(crate) async fn start_cluster(nodes: u64, shard_limits_off: bool) -> Cluster
         .await
 }
 
+/// Creates a stream and waits until it is ACTIVE.
+pub(crate) async fn create_active(
+    client: &StreamdClient,
+    stream: &str,
+    shards: u32,
+) -> v1::StreamDescription {
+    client.create_stream(stream, shards).await.unwrap();
+    client
+        .wait_stream_active(stream, Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
+/// Client options for writers under faults: a call that outlives this has an unknown outcome.
+pub(crate) fn writer_options() -> streamd_client::ClientOptions {
+    streamd_client::ClientOptions {
+        request_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
 /// Runs a test body under an overall deadline.
 pub(crate) async fn bounded<F: Future>(limit: Duration, what: &str, body: F) -> F::Output {
     match tokio::time::timeout(limit, body).await {

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streamd_client::{ClientOptions, StreamdClient, v1};
+use streamd_client::{StreamdClient, v1};
 use streamd_proto::ids::HashKeyRange;
 use streamd_testkit::{wait_ok, wait_until};
 
 use crate::{
-    Acked, Outcomes, StreamRecords, bounded, check_exactly_once, key_range, put_and_file,
-    random_entries, read_until_complete, seq, start_cluster, test_rng,
+    Acked, Outcomes, StreamRecords, bounded, check_exactly_once, create_active, key_range,
+    put_and_file, random_entries, read_until_complete, seq, start_cluster, test_rng,
+    writer_options,
 };
 
 const WRITERS: usize = 4;
@@ -291,15 +292,8 @@ async fn split_merge_and_scale_under_load_keep_every_key_in_order() {
         let mut rng = test_rng("t70");
         let cluster = start_cluster(3, true).await;
         let client = cluster.client();
-        client.create_stream(STREAM, 4).await.unwrap();
-        let mut d = client
-            .wait_stream_active(STREAM, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let options = ClientOptions {
-            request_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
+        let mut d = create_active(&client, STREAM, 4).await;
+        let options = writer_options();
         let load = Load::start(
             (0..WRITERS)
                 .map(|_| cluster.client_with(options.clone()))
@@ -360,15 +354,8 @@ async fn a_split_completes_after_its_controller_is_killed() {
         let mut rng = test_rng("t70-kill");
         let mut cluster = start_cluster(3, true).await;
         let client = cluster.client();
-        client.create_stream(STREAM, 2).await.unwrap();
-        let d = client
-            .wait_stream_active(STREAM, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let options = ClientOptions {
-            request_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
+        let d = create_active(&client, STREAM, 2).await;
+        let options = writer_options();
         let load = Load::start(
             (0..WRITERS)
                 .map(|_| cluster.client_with(options.clone()))

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use streamd_client::{ClientOptions, v1};
+use streamd_client::v1;
 use streamd_testkit::{Cluster, wait_ok};
 use tokio::time::Instant;
 
 use crate::t70_reshard::Load;
-use crate::{Acked, bounded, check_exactly_once, start_cluster, test_rng};
+use crate::{
+    Acked, bounded, check_exactly_once, create_active, start_cluster, test_rng, writer_options,
+};
 
 const STREAM: &str = "t80-heal";
 const REPAIR_BOUND: Duration = Duration::from_secs(60);
@@ -22,15 +24,8 @@ async fn replicas_of_a_lost_node_are_recreated_on_the_others() {
         let mut rng = test_rng("t80");
         let mut cluster = start_cluster(4, true).await;
         let client = cluster.client();
-        client.create_stream(STREAM, 4).await.unwrap();
-        client
-            .wait_stream_active(STREAM, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let options = ClientOptions {
-            request_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
+        create_active(&client, STREAM, 4).await;
+        let options = writer_options();
         let load = Load::start(
             (0..4)
                 .map(|_| cluster.client_with(options.clone()))
@@ -163,15 +158,8 @@ async fn a_drained_node_hands_everything_over_and_leaves() {
         let mut rng = test_rng("t80-drain");
         let cluster = start_cluster(4, true).await;
         let client = cluster.client();
-        client.create_stream(STREAM, 4).await.unwrap();
-        client
-            .wait_stream_active(STREAM, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let options = ClientOptions {
-            request_timeout: Duration::from_secs(5),
-            ..Default::default()
-        };
+        create_active(&client, STREAM, 4).await;
+        let options = writer_options();
         // Writers talk to the nodes that stay.
         let drained = 2;
         let stay: Vec<String> = cluster
