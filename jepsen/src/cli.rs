@@ -34,6 +34,7 @@ pub enum NemesisArg {
     Partition,
     Lossy,
     PartitionLeader,
+    PowerCut,
     None,
 }
 
@@ -45,6 +46,7 @@ impl NemesisArg {
             NemesisArg::Partition => Some(Kind::Partition),
             NemesisArg::Lossy => Some(Kind::Lossy),
             NemesisArg::PartitionLeader => Some(Kind::PartitionLeader),
+            NemesisArg::PowerCut => Some(Kind::PowerCut),
             NemesisArg::None => None,
         }
     }
@@ -58,8 +60,8 @@ pub struct TestArgs {
     /// Seconds of workload under faults (setup, healing and the final drain come on top).
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
-    /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader (or
-    /// none).
+    /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader,
+    /// power-cut (or none).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     pub nemesis: Vec<NemesisArg>,
     /// Seed of every random choice (fault schedule, batch sizes, keys); printed, and a run is
@@ -147,15 +149,24 @@ mod tests {
             "streamd-jepsen",
             "test",
             "--nemesis",
-            "lossy,partition-leader,kill",
+            "lossy,partition-leader,kill,power-cut",
         ])
         .unwrap();
         let Command::Test(t) = cli.command else {
             panic!("not a test command");
         };
         let kinds: Vec<_> = t.nemesis.iter().filter_map(|n| n.kind()).collect();
-        assert_eq!(kinds, vec![Kind::Lossy, Kind::PartitionLeader, Kind::Kill]);
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::Lossy,
+                Kind::PartitionLeader,
+                Kind::Kill,
+                Kind::PowerCut
+            ]
+        );
         assert_eq!(Kind::PartitionLeader.name(), "partition-leader");
+        assert_eq!(Kind::PowerCut.name(), "power-cut");
     }
 
     #[test]

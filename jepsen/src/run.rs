@@ -31,6 +31,7 @@ use crate::cluster::{self, Cluster};
 use crate::history::{
     self, Clock, F, FaultEvent, HistoryFile, Op, OpType, Phase, Recorder, Setup, ShardInfo,
 };
+use crate::lazyfs;
 use crate::nemesis::{self, Kind, Target};
 use crate::net::{self, Netns};
 use crate::report::{self, Results};
@@ -57,10 +58,12 @@ const RECHECK_KEPT: &[&str] = &[
     "unexpected_exits",
 ];
 
-/// Kills the nodes and removes the network when dropped, whatever path the run takes.
+/// Kills the nodes, unmounts their FUSE disks and removes the network when dropped, whatever
+/// path the run takes.
 struct Teardown {
     cluster: Arc<Mutex<Cluster>>,
     net: Option<Arc<Netns>>,
+    disks: Mutex<Option<Arc<lazyfs::Disks>>>,
 }
 
 impl Teardown {
@@ -68,6 +71,16 @@ impl Teardown {
         match self.cluster.lock() {
             Ok(mut c) => c.kill_all(),
             Err(poisoned) => poisoned.into_inner().kill_all(),
+        }
+        // The nodes are dead, so nothing holds the mounts.
+        let disks = match self.disks.lock() {
+            Ok(mut d) => d.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(disks) = disks {
+            for e in disks.unmount_all() {
+                eprintln!("jepsen: unmounting a node's disk: {e}");
+            }
         }
         if let Some(net) = &self.net {
             net.teardown();
@@ -323,6 +336,9 @@ fn available_kinds(
             Kind::Partition | Kind::PartitionLeader if args.nodes < 3 => {
                 Some("a partition that keeps a majority needs at least 3 nodes".to_string())
             }
+            Kind::PowerCut => {
+                lazyfs::unavailable().map(|e| format!("the FUSE disks cannot be mounted here: {e}"))
+            }
             _ => None,
         };
         match reason {
@@ -351,6 +367,15 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             "streamd binary {} not found (build it with `cargo build --release -p streamd`, or pass --streamd)",
             binary.display()
         ));
+    }
+    // A run killed before its teardown leaves FUSE mounts behind, which nothing can remove.
+    for id in 1..=args.nodes {
+        let dir = out.join(format!("node-{id}"));
+        match lazyfs::unmount_stale(&dir) {
+            Ok(true) => log.note(format!("unmounted a stale FUSE mount at {}", dir.display())),
+            Ok(false) => {}
+            Err(e) => return Err(format!("stale FUSE mount at {}: {e}", dir.display())),
+        }
     }
     clear_out_dir(out, args.nodes).map_err(|e| format!("cannot prepare {}: {e}", out.display()))?;
 
@@ -387,9 +412,34 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     let teardown = Teardown {
         cluster: cluster.clone(),
         net: net.clone(),
+        disks: Mutex::new(None),
     };
 
-    let (kinds, skipped) = available_kinds(args, net.as_deref());
+    let (mut kinds, mut skipped) = available_kinds(args, net.as_deref());
+    let mut disks = None;
+    if kinds.contains(&Kind::PowerCut) {
+        let dirs: Vec<(u64, PathBuf)> = specs.iter().map(|s| (s.id, s.data_dir.clone())).collect();
+        match lazyfs::Disks::mount_all(&dirs) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                if let Ok(mut slot) = teardown.disks.lock() {
+                    *slot = Some(d.clone());
+                }
+                println!(
+                    "jepsen: each node's data directory is a FUSE layer that forgets unsynced writes (backing: node-<i>.disk)"
+                );
+                log.info.insert("disks", json!("fuse"));
+                disks = Some(d);
+            }
+            Err(e) => {
+                kinds.retain(|k| *k != Kind::PowerCut);
+                skipped.insert(
+                    Kind::PowerCut.name(),
+                    format!("the FUSE disks could not be mounted: {e}"),
+                );
+            }
+        }
+    }
     for (kind, reason) in &skipped {
         log.note(format!("nemesis {kind} not run: {reason}"));
     }
@@ -490,6 +540,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             .map(|s| (s.id, s.grpc_addr.to_string()))
             .collect(),
         stream: STREAM.into(),
+        disks: disks.clone(),
     };
     let nemesis_task = tokio::spawn(nemesis::drive(
         schedule,

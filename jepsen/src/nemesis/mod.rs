@@ -4,10 +4,10 @@
 //! [`plan`] is a pure function of (seed, enabled kinds, nodes, time limit): the same seed replays
 //! the same faults at the same offsets on the same nodes. [`drive`] carries a plan out; each kind
 //! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`, `lossy.rs`,
-//! `partition_leader.rs`) with its start and heal. A `partition-leader` fault draws which group's
-//! leader to isolate when planned, but finds that leader only when it starts.
+//! `partition_leader.rs`, `power_cut.rs`) with its start and heal. A `partition-leader` fault
+//! draws which group's leader to isolate when planned, but finds that leader only when it starts.
 //! Faults never overlap: each is healed before the next starts, and every one of them leaves a
-//! majority of nodes connected and running.
+//! majority of nodes connected and running, except a `power-cut` of every node at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,7 @@ pub mod lossy;
 pub mod partition;
 pub mod partition_leader;
 pub mod pause;
+pub mod power_cut;
 
 /// Gap before each fault, and how long it lasts (milliseconds).
 const GAP_MS: std::ops::RangeInclusive<u64> = 3_000..=8_000;
@@ -49,6 +50,9 @@ pub enum Kind {
     /// One node isolated: the current leader of a random shard, or of the metadata group.
     #[serde(rename = "partition-leader")]
     PartitionLeader,
+    /// SIGKILL one node or every node, drop their unsynced writes (FUSE layer), restart them.
+    #[serde(rename = "power-cut")]
+    PowerCut,
 }
 
 impl Kind {
@@ -59,6 +63,7 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Lossy => "lossy",
             Kind::PartitionLeader => "partition-leader",
+            Kind::PowerCut => "power-cut",
         }
     }
 }
@@ -92,6 +97,12 @@ pub enum Fault {
         #[serde(skip_serializing_if = "Option::is_none")]
         found: Option<partition_leader::Found>,
     },
+    #[serde(rename = "power-cut")]
+    PowerCut {
+        /// Every node at once (else one).
+        all: bool,
+        nodes: Vec<u64>,
+    },
 }
 
 impl Fault {
@@ -102,6 +113,7 @@ impl Fault {
             Fault::Partition { .. } => Kind::Partition,
             Fault::Lossy { .. } => Kind::Lossy,
             Fault::PartitionLeader { .. } => Kind::PartitionLeader,
+            Fault::PowerCut { .. } => Kind::PowerCut,
         }
     }
 
@@ -121,6 +133,7 @@ impl Fault {
                 vec![*node]
             }
             Fault::PartitionLeader { found, .. } => found.iter().map(|f| f.isolated).collect(),
+            Fault::PowerCut { nodes, .. } => nodes.clone(),
             Fault::Partition { groups, .. } => groups
                 .iter()
                 .min_by_key(|g| g.len())
@@ -133,6 +146,12 @@ impl Fault {
         match self {
             Fault::Kill { node } => format!("kill -9 node {node}"),
             Fault::Pause { node } => format!("pause node {node}"),
+            Fault::PowerCut { all: true, nodes } => {
+                format!("power cut of every node {nodes:?} (unsynced writes lost)")
+            }
+            Fault::PowerCut { all: false, nodes } => {
+                format!("power cut of node(s) {nodes:?} (unsynced writes lost)")
+            }
             Fault::Partition { shape, groups } => {
                 format!("partition ({}) {groups:?}", shape.name())
             }
@@ -202,6 +221,7 @@ pub fn plan(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Vec<
                 percent: lossy::PERCENT,
             },
             Kind::PartitionLeader => partition_leader::draw(&mut rng, nodes),
+            Kind::PowerCut => power_cut::draw(&mut rng, nodes),
         };
         out.push(Planned {
             id: out.len() as u64 + 1,
@@ -222,6 +242,8 @@ pub struct Target {
     pub endpoints: Vec<(u64, String)>,
     /// The test stream.
     pub stream: String,
+    /// Each node's FUSE disk, when the `power-cut` nemesis runs.
+    pub disks: Option<Arc<crate::lazyfs::Disks>>,
 }
 
 impl Target {
@@ -247,8 +269,12 @@ pub struct Tally {
     pub notes: Vec<String>,
 }
 
-async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
-    match fault {
+/// Starts a fault; `Ok` may carry what it did, for stdout and the run's notes.
+async fn start(target: &Target, fault: &Fault) -> Result<Option<String>, String> {
+    if let Fault::PowerCut { nodes, .. } = fault {
+        return power_cut::start(target, nodes).await.map(Some);
+    }
+    let r = match fault {
         Fault::Kill { node } => kill::start(target, *node),
         Fault::Pause { node } => pause::start(target, *node),
         Fault::Partition { groups, .. } => partition::start(target, groups.clone()).await,
@@ -257,13 +283,16 @@ async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
             Some(f) => partition::start(target, f.groups.clone()).await,
             None => Err("no node to isolate".into()),
         },
-    }
+        Fault::PowerCut { .. } => Ok(()),
+    };
+    r.map(|()| None)
 }
 
 async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
     match fault {
         Fault::Kill { node } => kill::heal(target, *node),
         Fault::Pause { node } => pause::heal(target, *node),
+        Fault::PowerCut { nodes, .. } => power_cut::heal(target, nodes),
         Fault::Partition { .. } | Fault::Lossy { .. } | Fault::PartitionLeader { .. } => {
             partition::heal(target).await
         }
@@ -323,8 +352,12 @@ pub async fn drive(
         );
         let entry = tally.entry(kind).or_default();
         match start(&target, &p.fault).await {
-            Ok(()) => {
+            Ok(done) => {
                 entry.started += 1;
+                if let Some(done) = done {
+                    println!("nemesis: #{} {done}", p.id);
+                    entry.notes.push(format!("#{}: {done}", p.id));
+                }
                 record(&rec, &p, Phase::Start, None);
             }
             Err(e) => {
@@ -367,6 +400,13 @@ pub async fn heal_all(target: &Target) -> Vec<String> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => done.push(format!("partition heal failed: {e}")),
             Err(e) => done.push(format!("partition heal failed: {e}")),
+        }
+    }
+    if let Some(disks) = &target.disks {
+        let disks = disks.clone();
+        match tokio::task::spawn_blocking(move || disks.ensure_mounted()).await {
+            Ok(actions) => done.extend(actions),
+            Err(e) => done.push(format!("mounting the disks failed: {e}")),
         }
     }
     target.with_cluster(|c| {
@@ -432,6 +472,7 @@ mod tests {
     fn new_kinds_sort_after_the_old_ones_so_old_seeds_replay() {
         // `plan` indexes the sorted enabled kinds: the old kinds keep their places.
         let mut all = vec![
+            Kind::PowerCut,
             Kind::PartitionLeader,
             Kind::Lossy,
             Kind::Partition,
@@ -446,7 +487,8 @@ mod tests {
                 Kind::Pause,
                 Kind::Partition,
                 Kind::Lossy,
-                Kind::PartitionLeader
+                Kind::PartitionLeader,
+                Kind::PowerCut
             ]
         );
         let old = plan(
@@ -514,6 +556,28 @@ mod tests {
             fault
                 .describe()
                 .contains("isolate node 3, leader of metadata")
+        );
+    }
+
+    #[test]
+    fn power_cuts_are_planned_on_one_node_or_all() {
+        let s = plan(11, &[Kind::PowerCut], 3, Duration::from_secs(300));
+        assert!(s.iter().all(|p| p.fault.kind() == Kind::PowerCut));
+        let all = s
+            .iter()
+            .filter(|p| matches!(p.fault, Fault::PowerCut { all: true, .. }))
+            .count();
+        assert!(all > 0 && all < s.len(), "{s:?}");
+        for p in &s {
+            let n = p.fault.nodes();
+            assert!(n.len() == 1 || n == vec![1, 2, 3], "{n:?}");
+        }
+        // Enabling power-cut next to the old kinds leaves their draws untouched when it is not
+        // drawn: the old kinds' indices in the sorted list did not move.
+        let old = plan(5, &[Kind::Kill, Kind::Pause], 3, Duration::from_secs(60));
+        assert_eq!(
+            old,
+            plan(5, &[Kind::Pause, Kind::Kill], 3, Duration::from_secs(60))
         );
     }
 

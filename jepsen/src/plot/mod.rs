@@ -28,6 +28,7 @@ fn fault_color(kind: &str) -> RGBColor {
         "partition" => RGBColor(40, 90, 220),
         "lossy" => RGBColor(150, 60, 200),
         "partition-leader" => RGBColor(0, 165, 165),
+        "power-cut" => RGBColor(120, 70, 20),
         _ => RGBColor(120, 120, 120),
     }
 }

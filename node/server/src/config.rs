@@ -137,6 +137,8 @@ pub(crate) struct NodeConfig {
     /// (certificate, key) PEM files for TLS on the Kinesis port.
     pub(crate) kinesis_tls: Option<(PathBuf, PathBuf)>,
     pub(crate) snapshot_every_entries: u64,
+    /// Not a flag: only [`crate::Build`] changes it, for test builds.
+    pub(crate) wal: streamd_storage::WalOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +267,7 @@ impl NodeFlags {
                 .or(file.snapshot_every_entries)
                 .unwrap_or(RaftOptions::default().snapshot_every_entries)
                 .max(1),
+            wal: streamd_storage::WalOptions::default(),
         })
     }
 }
