@@ -17,6 +17,8 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
+use fuser::ReplyXattr;
+
 use super::overlay::Overlay;
 
 /// Nothing but this filesystem changes the backing directory while it is mounted, so the kernel
@@ -794,6 +796,23 @@ impl Filesystem for LazyFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+
+    /// No file here has extended attributes. The kernel asks for `security.capability` on every
+    /// write, so the answer is the plain "none" rather than fuser's logged "not implemented".
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENODATA);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.size(0);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -18,7 +18,8 @@
 //! | `fallocate` | mode 0 growing the file: the new size is durable at once, like a truncate; `FALLOC_FL_KEEP_SIZE`: nothing to do; other modes (punch hole, ...): `EOPNOTSUPP` |
 //! | `chmod`, `chown`, `utimens` | applied at once |
 //! | `flock`, `fcntl` locks | handled by the kernel on the FUSE inode (the filesystem does not ask for them), so they work between processes on one mount |
-//! | `link`, `symlink`, `mknod`, xattrs | not supported (`ENOSYS`); neither streamd's WAL nor sled uses them |
+//! | `link`, `symlink`, `mknod` | not supported (`ENOSYS`); neither streamd's WAL nor sled uses them |
+//! | xattrs | none: `getxattr` answers `ENODATA`, `listxattr` an empty list, setting one `ENOSYS` |
 //!
 //! Limitations, each one making the model kinder than a real power loss, never harsher: names
 //! are durable without a directory fsync (a real filesystem may lose a new file or a rename),
@@ -47,6 +48,8 @@ use fs::{LazyFs, Shared};
 
 /// A mount that does not go away within this is reported and left to the kernel.
 const UNMOUNT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a power cut waits for the old session to end before mounting the new one anyway.
+const CUT_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LazyFsError {
@@ -129,6 +132,13 @@ impl Mount {
                 path: mountpoint.display().to_string(),
                 source,
             })?;
+        // `ip netns exec` gives each node a copy of the mount table (as slaves of ours). A shared
+        // mount lets an unmount here propagate to those copies; a private one would stay alive
+        // in every node started after it, and its session with it.
+        let _ = Command::new("mount")
+            .arg("--make-shared")
+            .arg(mountpoint)
+            .output();
         Ok(Mount {
             mountpoint: mountpoint.to_path_buf(),
             backing,
@@ -157,12 +167,21 @@ impl Mount {
     /// open on it (nobody, when the node was killed first) gets errors from then on.
     pub fn cut(mut self) -> Result<Dropped, LazyFsError> {
         let dropped = self.shared.cut();
-        self.unmount()?;
-        Ok(dropped)
+        match self.unmount_within(CUT_WAIT) {
+            // The mount is out of the tree and its filesystem refuses every change: a session
+            // still held by some other namespace's copy is harmless and ends with it.
+            Err(_) if !is_fuse_mount(&self.mountpoint) => Ok(dropped),
+            Err(e) => Err(e),
+            Ok(()) => Ok(dropped),
+        }
     }
 
     /// Unmounts (lazily: the mount leaves the tree at once) and waits for the session to end.
     pub fn unmount(&mut self) -> Result<(), LazyFsError> {
+        self.unmount_within(UNMOUNT_DEADLINE)
+    }
+
+    fn unmount_within(&mut self, deadline: Duration) -> Result<(), LazyFsError> {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
@@ -179,11 +198,12 @@ impl Mount {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        match rx.recv_timeout(UNMOUNT_DEADLINE) {
+        match rx.recv_timeout(deadline) {
             Ok(Ok(())) => {
                 let _ = joiner.join();
                 Ok(())
             }
+            // A session that outlives the deadline keeps its thread; it ends with the session.
             Ok(Err(e)) => Err(LazyFsError::Unmount {
                 path,
                 message: e.to_string(),
@@ -193,7 +213,7 @@ impl Mount {
                 let _ = lazy_umount(&self.mountpoint);
                 Err(LazyFsError::Unmount {
                     path,
-                    message: format!("the FUSE session did not end within {UNMOUNT_DEADLINE:?}"),
+                    message: format!("the FUSE session did not end within {deadline:?}"),
                 })
             }
         }
