@@ -95,6 +95,10 @@ pub struct TestArgs {
     /// Longest stretch without an acknowledged append that property 15 accepts, in seconds.
     #[arg(long, default_value_t = 30)]
     pub availability_bound: u64,
+    /// How long every node gets to answer `/readyz` after the final heal, in seconds; a node
+    /// still not ready is not drained, and the run is a harness failure.
+    #[arg(long, default_value_t = 120)]
+    pub recovery_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -39,7 +39,6 @@ use crate::workload::{self, drain, reader, writer};
 
 const STREAM: &str = "jepsen";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -587,7 +586,8 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         nemeses.insert(arg.name(), entry);
     }
     log.info.insert("nemeses", json!(nemeses));
-    let recovered = cluster::wait_ready(&all, RECOVERY_TIMEOUT).await;
+    let recovery_timeout = Duration::from_secs(args.recovery_timeout);
+    let recovered = cluster::wait_ready(&all, recovery_timeout).await;
     let ready_nodes: Vec<(u64, String)> = match &recovered {
         Ok(()) => specs
             .iter()
@@ -596,7 +596,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         Err(pending) => {
             tail_logs(&cluster, pending);
             log.note(format!(
-                "nodes {pending:?} were not ready {RECOVERY_TIMEOUT:?} after healing; they are not drained"
+                "nodes {pending:?} were not ready {recovery_timeout:?} after healing; they are not drained"
             ));
             specs
                 .iter()

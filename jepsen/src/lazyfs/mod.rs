@@ -46,10 +46,12 @@ use std::time::Duration;
 pub use fs::Dropped;
 use fs::{LazyFs, Shared};
 
-/// A mount that does not go away within this is reported and left to the kernel.
-const UNMOUNT_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a power cut waits for the old session to end before mounting the new one anyway.
-const CUT_WAIT: Duration = Duration::from_secs(2);
+/// How long an unmount waits for the FUSE session to end. Every `ip netns exec` (this run's nodes
+/// and any other run's on the machine) copies the mount table into a new mount namespace, and a
+/// copy keeps the session alive until the processes in that namespace exit. The mount leaves this
+/// namespace at once and a cut layer refuses every change, so a session that lingers past this
+/// is left to end on its own.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LazyFsError {
@@ -132,13 +134,6 @@ impl Mount {
                 path: mountpoint.display().to_string(),
                 source,
             })?;
-        // `ip netns exec` gives each node a copy of the mount table (as slaves of ours). A shared
-        // mount lets an unmount here propagate to those copies; a private one would stay alive
-        // in every node started after it, and its session with it.
-        let _ = Command::new("mount")
-            .arg("--make-shared")
-            .arg(mountpoint)
-            .output();
         Ok(Mount {
             mountpoint: mountpoint.to_path_buf(),
             backing,
@@ -167,18 +162,17 @@ impl Mount {
     /// open on it (nobody, when the node was killed first) gets errors from then on.
     pub fn cut(mut self) -> Result<Dropped, LazyFsError> {
         let dropped = self.shared.cut();
-        match self.unmount_within(CUT_WAIT) {
-            // The mount is out of the tree and its filesystem refuses every change: a session
-            // still held by some other namespace's copy is harmless and ends with it.
-            Err(_) if !is_fuse_mount(&self.mountpoint) => Ok(dropped),
-            Err(e) => Err(e),
-            Ok(()) => Ok(dropped),
-        }
+        self.unmount()?;
+        Ok(dropped)
     }
 
-    /// Unmounts (lazily: the mount leaves the tree at once) and waits for the session to end.
+    /// Unmounts (lazily: the mount leaves the tree at once) and waits a little for the session
+    /// to end (see [`UNMOUNT_WAIT`]). An error means the mount is still in this namespace.
     pub fn unmount(&mut self) -> Result<(), LazyFsError> {
-        self.unmount_within(UNMOUNT_DEADLINE)
+        match self.unmount_within(UNMOUNT_WAIT) {
+            Err(_) if !is_fuse_mount(&self.mountpoint) => Ok(()),
+            r => r,
+        }
     }
 
     fn unmount_within(&mut self, deadline: Duration) -> Result<(), LazyFsError> {
@@ -187,8 +181,6 @@ impl Mount {
         };
         let path = self.mountpoint.display().to_string();
         let (tx, rx) = std::sync::mpsc::channel();
-        // The session ends when the kernel lets go of the connection; a process still holding a
-        // file there would keep it, so the wait has a deadline instead of blocking the run.
         let joiner = std::thread::Builder::new()
             .name("lazyfs-unmount".into())
             .spawn(move || {
