@@ -39,6 +39,7 @@ pub enum NemesisArg {
     Delay,
     Clock,
     Reshard,
+    PowerCut,
     None,
 }
 
@@ -55,6 +56,7 @@ impl NemesisArg {
             NemesisArg::Delay => Some(Kind::Delay),
             NemesisArg::Clock => Some(Kind::Clock),
             NemesisArg::Reshard => Some(Kind::Reshard),
+            NemesisArg::PowerCut => Some(Kind::PowerCut),
             NemesisArg::None => None,
         }
     }
@@ -69,7 +71,7 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
     /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader,
-    /// ring, bridge, delay, clock, reshard (or none).
+    /// ring, bridge, delay, clock, reshard, power-cut (or none).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     pub nemesis: Vec<NemesisArg>,
     /// Seed of every random choice (fault schedule, batch sizes, keys); printed, and a run is
@@ -107,6 +109,10 @@ pub struct TestArgs {
     /// Longest stretch without an acknowledged append that property 15 accepts, in seconds.
     #[arg(long, default_value_t = 30)]
     pub availability_bound: u64,
+    /// How long every node gets to answer `/readyz` after the final heal, in seconds; a node
+    /// still not ready is not drained, and the run is a harness failure.
+    #[arg(long, default_value_t = 120)]
+    pub recovery_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,15 +167,24 @@ mod tests {
             "streamd-jepsen",
             "test",
             "--nemesis",
-            "lossy,partition-leader,kill",
+            "lossy,partition-leader,kill,power-cut",
         ])
         .unwrap();
         let Command::Test(t) = cli.command else {
             panic!("not a test command");
         };
         let kinds: Vec<_> = t.nemesis.iter().filter_map(|n| n.kind()).collect();
-        assert_eq!(kinds, vec![Kind::Lossy, Kind::PartitionLeader, Kind::Kill]);
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::Lossy,
+                Kind::PartitionLeader,
+                Kind::Kill,
+                Kind::PowerCut
+            ]
+        );
         assert_eq!(Kind::PartitionLeader.name(), "partition-leader");
+        assert_eq!(Kind::PowerCut.name(), "power-cut");
     }
 
     #[test]

@@ -104,8 +104,8 @@ pub enum Phase {
 pub struct FaultEvent {
     /// Pairs a start with its end.
     pub id: u64,
-    /// `kill`, `pause`, `partition`, `lossy`, `partition-leader`, or `crash` (a node that exited
-    /// on its own).
+    /// `kill`, `pause`, `partition`, `lossy`, `partition-leader`, `power-cut`, or `crash` (a
+    /// node that exited on its own).
     pub kind: String,
     pub phase: Phase,
     pub nodes: Vec<u64>,

@@ -8,6 +8,8 @@
 //! - [`net`]: network namespaces, veths and the bridge; partitions as iptables rules.
 //! - [`cluster`]: the node processes (spawn, kill, pause, readiness).
 //! - [`nemesis`]: the seeded fault schedule and its driver, one file per fault kind.
+//! - [`lazyfs`]: the FUSE layer under each node's data that forgets unsynced writes on a power
+//!   cut.
 //! - [`workload`]: writers, tailing readers, the final drain.
 //! - [`history`]: the JSON-lines history, written while running and read back to check.
 //! - [`checkers`]: one file per property; pure functions of the history.
@@ -22,6 +24,7 @@ pub mod checkers;
 pub mod cli;
 pub mod cluster;
 pub mod history;
+pub mod lazyfs;
 pub mod nemesis;
 pub mod net;
 pub mod plant;

@@ -32,6 +32,7 @@ use crate::history::{
     self, Clock, F, FaultEvent, HistoryFile, MapShard, Op, OpType, Phase, Recorder, Setup,
     ShardInfo, ShardMap,
 };
+use crate::lazyfs;
 use crate::nemesis::clock::{self, Clocks};
 use crate::nemesis::{self, Kind, Target};
 use crate::net::{self, Netns};
@@ -41,7 +42,6 @@ use crate::workload::{self, drain, reader, writer};
 
 const STREAM: &str = "jepsen";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,12 +66,13 @@ const RECHECK_KEPT: &[&str] = &[
     "unexpected_exits",
 ];
 
-/// Kills the nodes, stops the proxy and removes the network when dropped, whatever path the run
-/// takes.
+/// Kills the nodes, stops the proxy, unmounts their FUSE disks and removes the network when
+/// dropped, whatever path the run takes.
 struct Teardown {
     cluster: Arc<Mutex<Cluster>>,
     net: Option<Arc<Netns>>,
     proxy: Option<Arc<Proxy>>,
+    disks: Mutex<Option<Arc<lazyfs::Disks>>>,
 }
 
 impl Teardown {
@@ -82,6 +83,16 @@ impl Teardown {
         }
         if let Some(proxy) = &self.proxy {
             proxy.stop();
+        }
+        // The nodes are dead, so nothing holds the mounts.
+        let disks = match self.disks.lock() {
+            Ok(mut d) => d.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(disks) = disks {
+            for e in disks.unmount_all() {
+                eprintln!("jepsen: unmounting a node's disk: {e}");
+            }
         }
         if let Some(net) = &self.net {
             net.teardown();
@@ -413,6 +424,9 @@ fn available_kinds(
                 "libfaketime is not installed (Debian package `faketime` or `libfaketime`)"
                     .to_string(),
             ),
+            Kind::PowerCut => {
+                lazyfs::unavailable().map(|e| format!("the FUSE disks cannot be mounted here: {e}"))
+            }
             _ => None,
         };
         match reason {
@@ -471,6 +485,15 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             binary.display()
         ));
     }
+    // A run killed before its teardown leaves FUSE mounts behind, which nothing can remove.
+    for id in 1..=args.nodes {
+        let dir = out.join(format!("node-{id}"));
+        match lazyfs::unmount_stale(&dir) {
+            Ok(true) => log.note(format!("unmounted a stale FUSE mount at {}", dir.display())),
+            Ok(false) => {}
+            Err(e) => return Err(format!("stale FUSE mount at {}: {e}", dir.display())),
+        }
+    }
     clear_out_dir(out, args.nodes).map_err(|e| format!("cannot prepare {}: {e}", out.display()))?;
 
     let topology = choose_topology(args);
@@ -507,6 +530,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         cluster: cluster.clone(),
         net: net.clone(),
         proxy: None,
+        disks: Mutex::new(None),
     };
 
     let (mut kinds, mut skipped) = available_kinds(args, net.as_deref());
@@ -554,6 +578,30 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         }
         _ => None,
     };
+    let mut disks = None;
+    if kinds.contains(&Kind::PowerCut) {
+        let dirs: Vec<(u64, PathBuf)> = specs.iter().map(|s| (s.id, s.data_dir.clone())).collect();
+        match lazyfs::Disks::mount_all(&dirs) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                if let Ok(mut slot) = teardown.disks.lock() {
+                    *slot = Some(d.clone());
+                }
+                println!(
+                    "jepsen: each node's data directory is a FUSE layer that forgets unsynced writes (backing: node-<i>.disk)"
+                );
+                log.info.insert("disks", json!("fuse"));
+                disks = Some(d);
+            }
+            Err(e) => {
+                kinds.retain(|k| *k != Kind::PowerCut);
+                skipped.insert(
+                    Kind::PowerCut.name(),
+                    format!("the FUSE disks could not be mounted: {e}"),
+                );
+            }
+        }
+    }
     for (kind, reason) in &skipped {
         log.note(format!("nemesis {kind} not run: {reason}"));
     }
@@ -655,6 +703,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         stream: STREAM.into(),
         proxy: proxy.clone(),
         clocks: clocks.clone(),
+        disks: disks.clone(),
     };
     let nemesis_task = tokio::spawn(nemesis::drive(
         schedule,
@@ -701,7 +750,8 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         nemeses.insert(arg.name(), entry);
     }
     log.info.insert("nemeses", json!(nemeses));
-    let recovered = cluster::wait_ready(&all, RECOVERY_TIMEOUT).await;
+    let recovery_timeout = Duration::from_secs(args.recovery_timeout);
+    let recovered = cluster::wait_ready(&all, recovery_timeout).await;
     let ready_nodes: Vec<(u64, String)> = match &recovered {
         Ok(()) => specs
             .iter()
@@ -710,7 +760,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         Err(pending) => {
             tail_logs(&cluster, pending);
             log.note(format!(
-                "nodes {pending:?} were not ready {RECOVERY_TIMEOUT:?} after healing; they are not drained"
+                "nodes {pending:?} were not ready {recovery_timeout:?} after healing; they are not drained"
             ));
             specs
                 .iter()

@@ -4,11 +4,11 @@
 //! [`plan`] is a pure function of (seed, enabled kinds, nodes, time limit): the same seed replays
 //! the same faults at the same offsets on the same nodes. [`drive`] carries a plan out; each kind
 //! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`, `lossy.rs`,
-//! `partition_leader.rs`, `graph.rs` for `ring` and `bridge`, `delay.rs`, `clock.rs`) with its
-//! start and heal. A `partition-leader` fault draws which group's
-//! leader to isolate when planned, but finds that leader only when it starts.
+//! `partition_leader.rs`, `graph.rs` for `ring` and `bridge`, `delay.rs`, `clock.rs`,
+//! `reshard.rs`, `power_cut.rs`) with its start and heal. A `partition-leader` fault draws which
+//! group's leader to isolate when planned, but finds that leader only when it starts.
 //! Faults never overlap: each is healed before the next starts, and every one of them leaves a
-//! majority of nodes connected and running.
+//! majority of nodes connected and running, except a `power-cut` of every node at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,7 @@ pub mod lossy;
 pub mod partition;
 pub mod partition_leader;
 pub mod pause;
+pub mod power_cut;
 pub mod reshard;
 
 /// Gap before each fault, and how long it lasts (milliseconds).
@@ -66,6 +67,9 @@ pub enum Kind {
     /// Split, merge or rescale the test stream's shards. Drawn from a random stream of its own
     /// and run alongside the other faults, so enabling it leaves their schedule unchanged.
     Reshard,
+    /// SIGKILL one node or every node, drop their unsynced writes (FUSE layer), restart them.
+    #[serde(rename = "power-cut")]
+    PowerCut,
 }
 
 impl Kind {
@@ -81,6 +85,7 @@ impl Kind {
             Kind::Delay => "delay",
             Kind::Clock => "clock",
             Kind::Reshard => "reshard",
+            Kind::PowerCut => "power-cut",
         }
     }
 }
@@ -141,6 +146,12 @@ pub enum Fault {
         #[serde(skip_serializing_if = "Option::is_none")]
         done: Option<reshard::Done>,
     },
+    #[serde(rename = "power-cut")]
+    PowerCut {
+        /// Every node at once (else one).
+        all: bool,
+        nodes: Vec<u64>,
+    },
 }
 
 impl Fault {
@@ -156,6 +167,7 @@ impl Fault {
             Fault::Delay { .. } => Kind::Delay,
             Fault::Clock { .. } => Kind::Clock,
             Fault::Reshard { .. } => Kind::Reshard,
+            Fault::PowerCut { .. } => Kind::PowerCut,
         }
     }
 
@@ -203,6 +215,7 @@ impl Fault {
             Fault::PartitionLeader { found, .. } => found.iter().map(|f| f.isolated).collect(),
             // A topology change acts on the stream, not on nodes.
             Fault::Reshard { .. } => Vec::new(),
+            Fault::PowerCut { nodes, .. } => nodes.clone(),
             Fault::Partition { groups, .. } => groups
                 .iter()
                 .min_by_key(|g| g.len())
@@ -215,6 +228,12 @@ impl Fault {
         match self {
             Fault::Kill { node } => format!("kill -9 node {node}"),
             Fault::Pause { node } => format!("pause node {node}"),
+            Fault::PowerCut { all: true, nodes } => {
+                format!("power cut of every node {nodes:?} (unsynced writes lost)")
+            }
+            Fault::PowerCut { all: false, nodes } => {
+                format!("power cut of node(s) {nodes:?} (unsynced writes lost)")
+            }
             Fault::Partition { shape, groups } => {
                 format!("partition ({}) {groups:?}", shape.name())
             }
@@ -360,6 +379,7 @@ fn plan_turns(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Ve
                 draw: reshard::draw(&mut rng),
                 done: None,
             },
+            Kind::PowerCut => power_cut::draw(&mut rng, nodes),
         };
         out.push(Planned {
             id: out.len() as u64 + 1,
@@ -384,6 +404,8 @@ pub struct Target {
     pub proxy: Option<Arc<Proxy>>,
     /// The nodes' faked clocks, when the `clock` nemesis is enabled.
     pub clocks: Option<clock::Clocks>,
+    /// Each node's FUSE disk, when the `power-cut` nemesis runs.
+    pub disks: Option<Arc<crate::lazyfs::Disks>>,
 }
 
 impl Target {
@@ -409,8 +431,12 @@ pub struct Tally {
     pub notes: Vec<String>,
 }
 
-async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
-    match fault {
+/// Starts a fault; `Ok` may carry what it did, for stdout and the run's notes.
+async fn start(target: &Target, fault: &Fault) -> Result<Option<String>, String> {
+    if let Fault::PowerCut { nodes, .. } = fault {
+        return power_cut::start(target, nodes).await.map(Some);
+    }
+    let r = match fault {
         Fault::Kill { node } => kill::start(target, *node),
         Fault::Pause { node } => pause::start(target, *node),
         Fault::Partition { groups, .. } => partition::start(target, groups.clone()).await,
@@ -424,9 +450,10 @@ async fn start(target: &Target, fault: &Fault) -> Result<(), String> {
         }
         Fault::Delay { node, delay } => delay::start(target, *node, *delay),
         Fault::Clock { node, offset_s } => clock::start(target, *node, *offset_s).await,
-        // Started by `drive` itself, which records what the request did.
-        Fault::Reshard { .. } => Ok(()),
-    }
+        // Started by `drive` itself, which records what the request did; power cuts above.
+        Fault::Reshard { .. } | Fault::PowerCut { .. } => Ok(()),
+    };
+    r.map(|()| None)
 }
 
 async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
@@ -442,6 +469,7 @@ async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
         Fault::Clock { node, .. } => clock::heal(target, *node).await,
         // Nothing to undo: the change carries on by itself (see `reshard.rs`).
         Fault::Reshard { .. } => Ok(()),
+        Fault::PowerCut { nodes, .. } => power_cut::heal(target, nodes),
     }
 }
 
@@ -529,7 +557,7 @@ async fn drive_sequence(
                             .push(format!("#{}: {}: {}", p.id, d.request, d.answer));
                     }
                     *done = Some(d);
-                    Ok(())
+                    Ok(None)
                 }
                 Err(e) => Err(e),
             },
@@ -539,8 +567,12 @@ async fn drive_sequence(
             println!("nemesis: #{} {}: {}", p.id, d.request, d.answer);
         }
         match started {
-            Ok(()) => {
+            Ok(done) => {
                 entry.started += 1;
+                if let Some(done) = done {
+                    println!("nemesis: #{} {done}", p.id);
+                    entry.notes.push(format!("#{}: {done}", p.id));
+                }
                 record(&rec, &p, Phase::Start, None);
             }
             Err(e) => {
@@ -595,6 +627,13 @@ pub async fn heal_all(target: &Target) -> Vec<String> {
         && let Err(e) = clocks.reset_all()
     {
         done.push(format!("clock reset failed: {e}"));
+    }
+    if let Some(disks) = &target.disks {
+        let disks = disks.clone();
+        match tokio::task::spawn_blocking(move || disks.ensure_mounted()).await {
+            Ok(actions) => done.extend(actions),
+            Err(e) => done.push(format!("mounting the disks failed: {e}")),
+        }
     }
     target.with_cluster(|c| {
         for id in c.paused() {
@@ -659,6 +698,7 @@ mod tests {
     fn new_kinds_sort_after_the_old_ones_so_old_seeds_replay() {
         // `plan` indexes the sorted enabled kinds: the old kinds keep their places.
         let mut all = vec![
+            Kind::PowerCut,
             Kind::PartitionLeader,
             Kind::Lossy,
             Kind::Partition,
@@ -673,7 +713,8 @@ mod tests {
                 Kind::Pause,
                 Kind::Partition,
                 Kind::Lossy,
-                Kind::PartitionLeader
+                Kind::PartitionLeader,
+                Kind::PowerCut
             ]
         );
         let old = plan(
@@ -828,6 +869,28 @@ mod tests {
             fault
                 .describe()
                 .contains("isolate node 3, leader of metadata")
+        );
+    }
+
+    #[test]
+    fn power_cuts_are_planned_on_one_node_or_all() {
+        let s = plan(11, &[Kind::PowerCut], 3, Duration::from_secs(300));
+        assert!(s.iter().all(|p| p.fault.kind() == Kind::PowerCut));
+        let all = s
+            .iter()
+            .filter(|p| matches!(p.fault, Fault::PowerCut { all: true, .. }))
+            .count();
+        assert!(all > 0 && all < s.len(), "{s:?}");
+        for p in &s {
+            let n = p.fault.nodes();
+            assert!(n.len() == 1 || n == vec![1, 2, 3], "{n:?}");
+        }
+        // Enabling power-cut next to the old kinds leaves their draws untouched when it is not
+        // drawn: the old kinds' indices in the sorted list did not move.
+        let old = plan(5, &[Kind::Kill, Kind::Pause], 3, Duration::from_secs(60));
+        assert_eq!(
+            old,
+            plan(5, &[Kind::Pause, Kind::Kill], 3, Duration::from_secs(60))
         );
     }
 

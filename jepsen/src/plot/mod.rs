@@ -33,6 +33,7 @@ fn fault_color(kind: &str) -> RGBColor {
         "delay" => RGBColor(240, 120, 180),
         "clock" => RGBColor(130, 90, 40),
         "reshard" => RGBColor(60, 170, 60),
+        "power-cut" => RGBColor(120, 70, 20),
         _ => RGBColor(120, 120, 120),
     }
 }

@@ -143,6 +143,8 @@ pub(crate) struct NodeConfig {
     pub(crate) kinesis_tls: Option<(PathBuf, PathBuf)>,
     pub(crate) snapshot_every_entries: u64,
     pub(crate) node_down_timeout: std::time::Duration,
+    /// Not a flag: only [`crate::Build`] changes it, for test builds.
+    pub(crate) wal: streamd_storage::WalOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +279,7 @@ impl NodeFlags {
                     .unwrap_or(30)
                     .max(1),
             ),
+            wal: streamd_storage::WalOptions::default(),
         })
     }
 }

@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use streamd_gateway::{Gateway, LocalShards, StreamdService};
 use streamd_meta::{META_TREE, MetaCommand, MetaService, MetaState, MetaStateMachine, NodeInfo};
 use streamd_raft::{InternalService, META_GROUP, PeerClients, RaftHost, RaftOptions};
-use streamd_storage::{LogEngine, SledStore, WalOptions};
+use streamd_storage::{LogEngine, SledStore};
 use tokio::sync::watch;
 
 use crate::config::{NodeConfig, ShardLimitsFlag};
@@ -57,8 +57,7 @@ impl Node {
             dir: dir.display().to_string(),
             source,
         })?;
-        let engine =
-            LogEngine::open(&dir.join("wal"), WalOptions::default()).map_err(storage_err)?;
+        let engine = LogEngine::open(&dir.join("wal"), config.wal).map_err(storage_err)?;
         let db = SledStore::open(dir.join("sled")).map_err(storage_err)?;
 
         let peers = PeerClients::default();

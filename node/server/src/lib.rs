@@ -1,0 +1,141 @@
+//! The `streamd` node as a library: the binary (`src/main.rs`) is a thin wrapper, and test
+//! binaries can run the same node with a [`Build`] that differs from the product.
+
+mod admin;
+mod config;
+mod dev_cluster;
+mod driver;
+mod node;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command, LogFormat};
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("STREAMD_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[allow(clippy::print_stdout)]
+fn print_endpoints(c: &config::NodeConfig) {
+    println!("streamd node {} ready to start", c.node_id);
+    println!(
+        "  gRPC     {}  (streamd.v1.Streamd, reflection on)",
+        c.grpc_addr
+    );
+    println!(
+        "  admin    http://{}  (/metrics /healthz /readyz)",
+        c.admin_addr
+    );
+    println!("  data     {}", c.data_dir.display());
+}
+
+/// How a build of the node differs from the product. The `streamd` binary runs
+/// `Build::default()`; no command-line flag or config key reaches these fields, so only a test
+/// binary compiled for the purpose (the jepsen harness's `streamd-planted`) can change them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Build {
+    /// The write-ahead log's options (`sync: false` acknowledges writes before they are durable).
+    pub wal: streamd_storage::WalOptions,
+}
+
+/// The whole `streamd` command line: parses the arguments, runs a node (or `dev`), returns the
+/// exit code.
+pub async fn main(build: Build) -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Dev {
+        nodes,
+        data_dir,
+        shard_limits,
+    }) = cli.command
+    {
+        init_tracing(LogFormat::Text);
+        return match dev_cluster::run(nodes, &data_dir, shard_limits).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "dev cluster failed");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match cli.node.resolve() {
+        Ok(c) => config::NodeConfig {
+            wal: build.wal,
+            ..c
+        },
+        Err(e) => {
+            eprintln!("streamd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    print_endpoints(&config);
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "streamd stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
+    let node = node::Node::start(config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn({
+        let n = node.clone();
+        async move { n.form_cluster().await }
+    });
+    tokio::spawn(driver::run(node.clone()));
+    let admin = tokio::spawn(admin::serve(node.clone(), stopped(stop_rx.clone())));
+    let kinesis = tokio::spawn({
+        let n = node.clone();
+        let stop = stopped(stop_rx.clone());
+        async move { n.serve_kinesis(stop).await }
+    });
+    let grpc = node.serve_grpc(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let result = grpc.await;
+    node.host.shutdown().await;
+    let _ = admin.await;
+    match kinesis.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "kinesis api stopped"),
+        Err(e) => tracing::error!(error = %e, "kinesis api task failed"),
+        Ok(Ok(())) => {}
+    }
+    result
+}
