@@ -29,6 +29,11 @@ impl LogStore {
         LogStore { group, engine }
     }
 
+    /// Index of the last purged entry, if the log was ever purged.
+    pub(crate) fn last_purged_index(&self) -> io::Result<Option<u64>> {
+        Ok(self.meta::<LogId>(META_PURGED)?.map(|l| l.index()))
+    }
+
     fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
         bincode::deserialize(bytes).map_err(io::Error::other)
     }

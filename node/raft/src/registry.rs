@@ -125,6 +125,12 @@ impl RaftHost {
             // A node cut off from its group must not inflate the term while alone and then force a
             // new election when it returns.
             enable_pre_vote: Some(true),
+            // A leader sends entries to its followers while its own fdatasync is still running,
+            // so a power cut can make it forget an entry (index i, term t) that a follower
+            // already holds. Restored as leader of term t, it would write a different entry at
+            // (i, t); the follower treats the two as the same entry and the replicas diverge for
+            // good. A restarted node therefore always wins a new election (a new term) first.
+            enable_leader_restore: Some(false),
             ..Default::default()
         }
         .validate()
@@ -132,6 +138,17 @@ impl RaftHost {
         let tree = self.inner.db.tree(tree)?;
         let adapter = StateMachineAdapter::open(group, self.inner.db.clone(), tree, sm)?;
         let log = LogStore::new(group, self.inner.engine.clone());
+        let purged = log.last_purged_index()?;
+        if purged > adapter.applied_index() {
+            // Applying the log's first entry onto this older state would skip the entries
+            // between on this replica only; refuse rather than serve a diverged copy.
+            return Err(io::Error::other(format!(
+                "group {group}: the state machine (applied up to {:?}) is older than the start \
+                 of the log (purged up to {:?}); this replica must be rebuilt from its peers",
+                adapter.applied_index(),
+                purged
+            )));
+        }
         let network = GroupNetwork {
             peers: self.inner.peers.clone(),
             group,
@@ -158,12 +175,15 @@ impl RaftHost {
         if let Some(h) = handle {
             h.shutdown().await;
         }
-        self.inner.engine.remove_group(group).await?;
+        // State first, log second: a power cut in between leaves a log without state, which
+        // replays, never a stale state machine without the log that explains it.
         let t = self.inner.db.tree(tree)?;
         for kv in t.scan_prefix(group_prefix(group)) {
             let (k, _) = kv.map_err(io::Error::other)?;
             t.remove(k).map_err(io::Error::other)?;
         }
+        self.inner.db.flush_durable().map_err(io::Error::from)?;
+        self.inner.engine.remove_group(group).await?;
         Ok(())
     }
 

@@ -82,6 +82,11 @@ impl StateMachineAdapter {
         })
     }
 
+    /// Index of the last applied entry, if any.
+    pub(crate) fn applied_index(&self) -> Option<u64> {
+        self.applied.as_ref().map(|l| l.index())
+    }
+
     fn applied_record(&self) -> io::Result<Vec<u8>> {
         let s = AppliedState {
             applied: self.applied,
@@ -104,9 +109,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineAdapter {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        // The log is purged up to this snapshot afterwards, so what it covers must be in sled's
-        // files first.
-        self.db.flush().map_err(io::Error::from)?;
+        // The log is purged up to this snapshot afterwards, so what it covers must be durable
+        // in sled's files first: after a power cut the state machine must not be older than the
+        // log's start, or the entries between would be skipped on this replica.
+        self.db.flush_durable().map_err(io::Error::from)?;
         let data = self.dump()?;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
@@ -192,6 +198,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
         self.membership = meta.last_membership.clone();
         batch.insert(group_key(self.group, APPLIED_KEY), self.applied_record()?);
         self.tree.apply_batch(batch).map_err(io::Error::other)?;
+        // openraft purges the log up to the snapshot next; the same reasoning as in
+        // `build_snapshot`.
+        self.db.flush_durable().map_err(io::Error::from)?;
         self.sm.reload(&self.tree)?;
         self.sm.applied();
         self.current = Some((meta.clone(), snapshot));

@@ -1,11 +1,13 @@
 //! A thin wrapper over one `sled::Db`, with helpers for keys scoped to a Raft group.
 //!
 //! sled's `flush` is not power-safe: it writes with `sync_file_range`, which does not flush
-//! file metadata or the drive's cache (sled#1452). So the write-ahead log in [`crate::wal`]
-//! is the source of truth: state machines kept in sled are rebuilt by replaying the log, and
-//! callers purge log entries only below what sled has flushed.
+//! file metadata or the drive's cache (sled#1452), and it never fsyncs its `conf` file. So the
+//! write-ahead log in [`crate::wal`] is the source of truth: state machines kept in sled are
+//! rebuilt by replaying the log, and callers purge log entries only below what
+//! [`SledStore::flush_durable`] has made durable.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use crate::StorageError;
 
@@ -13,13 +15,17 @@ use crate::StorageError;
 #[derive(Clone, Debug)]
 pub struct SledStore {
     db: sled::Db,
+    path: PathBuf,
 }
 
 impl SledStore {
     /// Opens (creating if needed) the sled database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let db = sled::open(path.as_ref())?;
-        Ok(SledStore { db })
+        Ok(SledStore {
+            db,
+            path: path.as_ref().to_path_buf(),
+        })
     }
 
     /// Opens (creating if needed) the named tree.
@@ -34,10 +40,40 @@ impl SledStore {
         Ok(())
     }
 
+    /// sled's flush, then an fsync of every file and directory sled keeps, so that everything
+    /// written before the call survives a power cut. Slow (whole files): for the rare points
+    /// where the Raft log is purged behind the state machine (snapshots), not per write.
+    pub fn flush_durable(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        sync_tree(&self.path)
+            .map_err(|e| StorageError::io(format!("syncing {}", self.path.display()), e))
+    }
+
     /// The wrapped database, for anything this wrapper does not cover.
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
+}
+
+/// fsyncs every regular file under `dir`, then each directory after its contents, so new
+/// names are durable too.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            sync_tree(&entry.path())?;
+        } else if kind.is_file() {
+            // sled replaces its snapshot files while running; one gone since the listing is
+            // no longer part of the database.
+            match File::open(entry.path()) {
+                Ok(f) => f.sync_all()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    File::open(dir)?.sync_all()
 }
 
 /// `group` as 8 big-endian bytes followed by `suffix`: keys of one group sort together and
@@ -77,6 +113,7 @@ mod tests {
         tree.insert(group_key(3, b"k"), b"v".to_vec()).unwrap();
         tree.insert(group_key(4, b"k"), b"w".to_vec()).unwrap();
         store.flush().unwrap();
+        store.flush_durable().unwrap();
         // A clone shares the database.
         let tree = store.clone().tree("kv").unwrap();
         let got: Vec<_> = tree
