@@ -97,8 +97,9 @@ pub(crate) struct Replayed {
     pub(crate) active: Option<(u64, File, u64)>,
 }
 
-/// Replays every segment of `dir` in order into a fresh index. A bad record in the last
-/// segment is taken for a torn write: the segment is cut there. Anywhere else it is an error.
+/// Replays every segment of `dir` in order into a fresh index. A bad record at the end of the
+/// last segment is taken for a torn write: the segment is cut there. Anywhere else it is an
+/// error (see [`is_torn_tail`]).
 pub(crate) fn replay(dir: &Path) -> Result<Replayed, StorageError> {
     let ids = list_segments(dir)?;
     let mut index = Index::default();
@@ -141,7 +142,7 @@ pub(crate) fn replay(dir: &Path) -> Result<Replayed, StorageError> {
                         apply(&mut index, id, &rec);
                         pos = next;
                     }
-                    Err(reason) if last => {
+                    Err(reason) if last && is_torn_tail(&data, pos) => {
                         tracing::warn!(
                             segment = %name,
                             offset = pos,
@@ -187,6 +188,50 @@ pub(crate) fn replay(dir: &Path) -> Result<Replayed, StorageError> {
         index,
         meta,
         active,
+    })
+}
+
+/// How far past a bad record [`is_torn_tail`] looks for an intact one.
+const TORN_SCAN: usize = 1 << 20;
+/// Disk sector size for the torn-write test: a sector is written whole or not at all.
+const SECTOR: usize = 512;
+
+/// Whether the bad record at `pos` of the last segment is the torn end of a write that was never
+/// synced (and so never acknowledged), rather than damage to synced data, which must not be
+/// silently cut away: the node would drop entries it acknowledged and still vote with its term.
+///
+/// The rule is etcd's (`wal/decoder.go`, `isTornEntry`): bytes after an unsynced write may be
+/// missing, so a bad record is torn if nothing intact follows it. If an intact record does
+/// follow, the bad one is still torn when one of its disk sectors reads as all zeros (a sector
+/// of a multi-sector write that never reached the disk); otherwise it is corruption.
+pub(crate) fn is_torn_tail(data: &[u8], pos: usize) -> bool {
+    let Some(next) = next_intact_record(data, pos) else {
+        return true;
+    };
+    let start = pos.div_ceil(SECTOR) * SECTOR;
+    (start..next)
+        .step_by(SECTOR)
+        .any(|s| s + SECTOR <= next && data[s..s + SECTOR].iter().all(|b| *b == 0))
+}
+
+/// The offset of the first intact record after `pos`, within [`TORN_SCAN`] bytes. Tries the
+/// position the bad record's own length points at first (a flip in its body leaves that intact).
+fn next_intact_record(data: &[u8], pos: usize) -> Option<usize> {
+    let claimed = data
+        .get(pos..pos + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(|b: [u8; 4]| pos + 8 + u32::from_le_bytes(b) as usize);
+    if let Some(at) = claimed
+        && at > pos
+        && at < data.len()
+        && record::decode(data, at).is_ok()
+    {
+        return Some(at);
+    }
+    let end = data.len().min(pos.saturating_add(TORN_SCAN));
+    (pos + 1..end).find(|&at| {
+        // A zero length word is never a record: skips zero fill cheaply.
+        data.get(at..at + 4).is_some_and(|b| b != [0, 0, 0, 0]) && record::decode(data, at).is_ok()
     })
 }
 

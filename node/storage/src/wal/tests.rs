@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
@@ -171,6 +171,72 @@ async fn torn_tail_bad_checksum() {
         append_bytes(p, &rec);
     })
     .await;
+}
+
+/// Five durable appends in one segment, returning the segment and where each record starts.
+async fn five_records(dir: &Path) -> (PathBuf, Vec<u64>) {
+    let engine = open(dir, opts(1 << 20));
+    let mut starts = Vec::new();
+    let last = || segment_path(dir, *segments(dir).last().unwrap());
+    for i in 0..5u64 {
+        starts.push(fs::metadata(last()).unwrap().len());
+        engine
+            .append_durable(1, batch(1, i * 2 + 1..i * 2 + 3, 100))
+            .await
+            .unwrap();
+    }
+    (last(), starts)
+}
+
+fn flip(path: &Path, at: u64) {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x10;
+    f.write_all_at(&b, at).unwrap();
+}
+
+#[tokio::test]
+async fn a_flipped_bit_before_intact_records_is_corruption_not_a_torn_tail() {
+    for offset_in_record in [2u64, 6, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        let (last, starts) = five_records(dir.path()).await;
+        // Length word, checksum, body of the second record: synced and followed by three more.
+        flip(&last, starts[1] + offset_in_record);
+        let err = LogEngine::open(dir.path(), opts(1 << 20)).unwrap_err();
+        assert!(
+            matches!(err, StorageError::Corrupt { .. }),
+            "flip at +{offset_in_record}: {err:?}"
+        );
+        // Nothing was cut: mending the bit brings every entry back.
+        flip(&last, starts[1] + offset_in_record);
+        let engine = open(dir.path(), opts(1 << 20));
+        assert_eq!(all(&engine, 1), batch(1, 1..11, 100));
+    }
+}
+
+#[tokio::test]
+async fn a_zeroed_sector_before_intact_records_is_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), opts(1 << 20));
+    engine.append_durable(1, batch(1, 1..3, 100)).await.unwrap();
+    drop(engine);
+    let last = segment_path(dir.path(), *segments(dir.path()).last().unwrap());
+    let intact = fs::metadata(&last).unwrap().len();
+    // One unsynced write of three records, whose middle sector never reached the disk.
+    let mut rec = Vec::new();
+    record::encode_entries(&mut rec, 1, 3, &batch(1, 3..5, 2000), &mut Vec::new());
+    record::encode_entries(&mut rec, 1, 5, &batch(1, 5..6, 100), &mut Vec::new());
+    let sector = (intact as usize).div_ceil(512) * 512 + 1024 - intact as usize;
+    rec[sector..sector + 512].fill(0);
+    append_bytes(&last, &rec);
+    let engine = open(dir.path(), opts(1 << 20));
+    assert_eq!(all(&engine, 1), batch(1, 1..3, 100));
+    assert_eq!(fs::metadata(&last).unwrap().len(), intact, "tail cut back");
 }
 
 #[tokio::test]
