@@ -55,8 +55,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineAdapter, tempfile::TempDir> 
         let db = SledStore::open(dir.path().join("sled")).map_err(io_err)?;
         let tree = db.tree("t").map_err(io_err)?;
         let group = 42;
-        let sm = StateMachineAdapter::open(group, db, tree, Box::new(Counter { group, count: 0 }))
-            .map_err(io_err)?;
+        let sm = StateMachineAdapter::open(
+            group,
+            db,
+            tree,
+            Box::new(Counter { group, count: 0 }),
+            &dir.path().join("snapshots"),
+        )
+        .map_err(io_err)?;
         Ok((dir, LogStore::new(group, engine), sm))
     }
 }

@@ -8,6 +8,8 @@
 //!   (`streamd_storage::LogEngine`), so all groups' appends share fsyncs.
 //! - `state_machine.rs`: the [`GroupStateMachine`] trait that shard and metadata state machines
 //!   implement, and the adapter that applies entries into sled atomically with the applied index.
+//! - `snapshot_file.rs`: snapshots as files (built, sent in chunks, installed in batches), so a
+//!   group's state never has to fit in memory.
 //! - `network/`: one tonic channel per peer node carries every group's Raft RPCs (`client.rs`);
 //!   `server.rs` answers them and the node-to-node Propose / Query calls.
 //! - `registry.rs`: [`RaftHost`], creating, finding and dropping groups.
@@ -21,6 +23,7 @@ mod handle;
 mod log_store;
 mod network;
 mod registry;
+mod snapshot_file;
 mod state_machine;
 mod type_config;
 
@@ -31,6 +34,7 @@ pub use handle::{GroupHandle, GroupStatus, ProposeError};
 pub use network::client::PeerClients;
 pub use network::server::{GroupService, InternalService};
 pub use registry::{RaftHost, RaftOptions};
+pub use snapshot_file::SnapshotFile;
 pub use state_machine::GroupStateMachine;
 
 /// The metadata group's id.

@@ -87,6 +87,12 @@ impl RaftHost {
         &self.inner.engine
     }
 
+    /// Where snapshot files live: `snapshots/` beside the WAL's directory.
+    pub(crate) fn snapshot_dir(&self) -> std::path::PathBuf {
+        let wal = self.inner.engine.dir();
+        wal.parent().unwrap_or(wal).join("snapshots")
+    }
+
     pub fn group(&self, id: u64) -> Option<GroupHandle> {
         self.inner.groups.read().get(&id).cloned()
     }
@@ -136,7 +142,13 @@ impl RaftHost {
         .validate()
         .map_err(io::Error::other)?;
         let tree = self.inner.db.tree(tree)?;
-        let adapter = StateMachineAdapter::open(group, self.inner.db.clone(), tree, sm)?;
+        let adapter = StateMachineAdapter::open(
+            group,
+            self.inner.db.clone(),
+            tree,
+            sm,
+            &self.snapshot_dir(),
+        )?;
         let log = LogStore::new(group, self.inner.engine.clone());
         let purged = log.last_purged_index()?;
         if purged > adapter.applied_index() {

@@ -7,9 +7,14 @@
 //! a restart never sees one without the other; the log replays anything after it.
 //!
 //! Snapshots are every key under the group's prefix, which keeps snapshot and install generic
-//! over the state machine.
+//! over the state machine. They are files (`snapshot_file.rs`): built by streaming the tree,
+//! installed in bounded sled batches. An install is not one sled batch, so it is made
+//! restartable instead: the received file is kept under a fixed name and a marker key records
+//! what is being installed; a node that stops half-way finishes the install when it reopens the
+//! group, before anything reads the half-written state.
 
 use std::io;
+use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -17,9 +22,14 @@ use openraft::{EntryPayload, OptionalSend};
 use streamd_storage::sled;
 use streamd_storage::{group_key, group_prefix};
 
+use crate::snapshot_file::{SnapshotFile, SnapshotWriter};
 use crate::type_config::{LogId, Reply, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 const APPLIED_KEY: &[u8] = &[0x00, b'a'];
+/// Present while a snapshot install is under way; holds the install's [`AppliedState`].
+const INSTALLING_KEY: &[u8] = &[0x00, b'i'];
+/// Largest sled batch an install writes at once.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
 /// A group's replicated state machine.
 ///
@@ -44,7 +54,10 @@ pub(crate) struct StateMachineAdapter {
     sm: Box<dyn GroupStateMachine>,
     applied: Option<LogId>,
     membership: StoredMembership,
-    current: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Where this node keeps snapshot files (shared by every group; names carry the group).
+    snapshot_dir: PathBuf,
+    /// The latest snapshot built or installed since start: its meta and file.
+    current: Option<(SnapshotMeta, SnapshotFile)>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -53,14 +66,78 @@ struct AppliedState {
     membership: StoredMembership,
 }
 
+/// The file an interrupted install resumes from.
+pub(crate) fn installing_path(dir: &Path, group: u64) -> PathBuf {
+    dir.join(format!("group-{group}.installing.snap"))
+}
+
+/// The file of a snapshot built or installed on this node.
+fn snapshot_path(dir: &Path, group: u64, meta: &SnapshotMeta) -> PathBuf {
+    dir.join(format!(
+        "group-{group}-{}.snap",
+        meta.last_log_id.as_ref().map_or(0, |l| l.index())
+    ))
+}
+
+/// A file for receiving a snapshot of `group` from its leader.
+pub(crate) fn receiving_path(dir: &Path, group: u64) -> PathBuf {
+    dir.join(format!(
+        "group-{group}.receiving-{:016x}.snap",
+        rand_suffix()
+    ))
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    // Only needs to differ between concurrent receipts of one group on one node.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl StateMachineAdapter {
     pub(crate) fn open(
         group: u64,
         db: streamd_storage::SledStore,
         tree: sled::Tree,
-        mut sm: Box<dyn GroupStateMachine>,
+        sm: Box<dyn GroupStateMachine>,
+        snapshot_dir: &Path,
     ) -> io::Result<Self> {
-        let (applied, membership) = match tree
+        std::fs::create_dir_all(snapshot_dir)?;
+        let mut adapter = StateMachineAdapter {
+            group,
+            tree,
+            db,
+            sm,
+            applied: None,
+            membership: StoredMembership::default(),
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            current: None,
+        };
+        adapter.remove_stale_files()?;
+        if let Some(v) = adapter
+            .tree
+            .get(group_key(group, INSTALLING_KEY))
+            .map_err(io::Error::other)?
+        {
+            let state: AppliedState = bincode::deserialize(&v).map_err(io::Error::other)?;
+            let path = installing_path(snapshot_dir, group);
+            let file = SnapshotFile::open(&path).map_err(|e| {
+                io::Error::other(format!(
+                    "group {group}: a snapshot install was interrupted and its file {} cannot \
+                     be opened ({e}); this replica must be rebuilt from its peers",
+                    path.display()
+                ))
+            })?;
+            tracing::warn!(
+                group_id = group,
+                "finishing an interrupted snapshot install"
+            );
+            adapter.write_snapshot_state(&file, &state)?;
+            let _ = std::fs::remove_file(&path);
+        }
+        let (applied, membership) = match adapter
+            .tree
             .get(group_key(group, APPLIED_KEY))
             .map_err(io::Error::other)?
         {
@@ -70,16 +147,30 @@ impl StateMachineAdapter {
             }
             None => (None, StoredMembership::default()),
         };
-        sm.reload(&tree)?;
-        Ok(StateMachineAdapter {
-            group,
-            tree,
-            db,
-            sm,
-            applied,
-            membership,
-            current: None,
-        })
+        adapter.applied = applied;
+        adapter.membership = membership;
+        adapter.sm.reload(&adapter.tree)?;
+        Ok(adapter)
+    }
+
+    /// Snapshot files of this group left by an earlier run: built snapshots are rebuilt when
+    /// needed, receipts that did not finish are useless. The installing file is kept.
+    fn remove_stale_files(&self) -> io::Result<()> {
+        let prefix = format!("group-{}", self.group);
+        let keep = installing_path(&self.snapshot_dir, self.group);
+        for entry in std::fs::read_dir(&self.snapshot_dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let ours = name
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('.'));
+            if ours && path != keep {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
     }
 
     /// Index of the last applied entry, if any.
@@ -95,39 +186,98 @@ impl StateMachineAdapter {
         bincode::serialize(&s).map_err(io::Error::other)
     }
 
-    fn dump(&self) -> io::Result<Vec<u8>> {
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    /// Replaces every key of the group by the snapshot's pairs, in bounded batches, and ends
+    /// with the snapshot's applied state (clearing the install marker). Idempotent, so an
+    /// interrupted install is finished by running it again.
+    fn write_snapshot_state(&self, file: &SnapshotFile, state: &AppliedState) -> io::Result<()> {
+        let marker = group_key(self.group, INSTALLING_KEY);
+        let mut batch = sled::Batch::default();
+        let mut bytes = 0usize;
         for kv in self.tree.scan_prefix(group_prefix(self.group)) {
-            let (k, v) = kv.map_err(io::Error::other)?;
-            pairs.push((k.to_vec(), v.to_vec()));
+            let (k, _) = kv.map_err(io::Error::other)?;
+            if k.as_ref() == marker.as_slice() {
+                continue;
+            }
+            bytes += k.len();
+            batch.remove(k);
+            if bytes >= INSTALL_BATCH_BYTES {
+                self.tree
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(io::Error::other)?;
+                bytes = 0;
+            }
         }
-        bincode::serialize(&pairs).map_err(io::Error::other)
+        let prefix = group_prefix(self.group);
+        let mut pairs = file.pairs()?;
+        while let Some((k, v)) = pairs.next_pair()? {
+            // A snapshot of another group, or one carrying the adapter's own keys, must never
+            // write outside this group's keys or over its bookkeeping.
+            if !k.starts_with(&prefix) || k.get(8) == Some(&0x00) {
+                continue;
+            }
+            bytes += k.len() + v.len();
+            batch.insert(k, v);
+            if bytes >= INSTALL_BATCH_BYTES {
+                self.tree
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(io::Error::other)?;
+                bytes = 0;
+            }
+        }
+        batch.insert(
+            group_key(self.group, APPLIED_KEY),
+            bincode::serialize(state).map_err(io::Error::other)?,
+        );
+        batch.remove(marker);
+        self.tree.apply_batch(batch).map_err(io::Error::other)?;
+        // openraft purges the log up to the snapshot next: the state must be durable first.
+        self.db.flush_durable().map_err(io::Error::from)?;
+        Ok(())
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineAdapter {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         // The log is purged up to this snapshot afterwards, so what it covers must be durable
         // in sled's files first: after a power cut the state machine must not be older than the
         // log's start, or the entries between would be skipped on this replica.
         self.db.flush_durable().map_err(io::Error::from)?;
-        let data = self.dump()?;
         let meta = SnapshotMeta {
             last_log_id: self.applied,
             last_membership: self.membership.clone(),
         };
-        self.current = Some((meta.clone(), data.clone()));
+        let path = snapshot_path(&self.snapshot_dir, self.group, &meta);
+        let mut w = SnapshotWriter::create(&path)?;
+        for kv in self.tree.scan_prefix(group_prefix(self.group)) {
+            let (k, v) = kv.map_err(io::Error::other)?;
+            w.push(&k, &v)?;
+        }
+        let file = w.finish()?;
+        self.replace_current(meta.clone(), file.reopen()?);
         Ok(Snapshot {
             meta,
-            snapshot: data,
+            snapshot: file,
         })
     }
 }
 
+impl StateMachineAdapter {
+    /// Makes `file` the current snapshot, removing the previous one's file. Readers that still
+    /// hold the old file (a snapshot being sent) keep reading it: it is only unlinked.
+    fn replace_current(&mut self, meta: SnapshotMeta, file: SnapshotFile) {
+        if let Some((_, old)) = self.current.take()
+            && old.path() != file.path()
+        {
+            let _ = std::fs::remove_file(old.path());
+        }
+        self.current = Some((meta, file));
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = SnapshotView;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -178,40 +328,53 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
-        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-            bincode::deserialize(&snapshot).map_err(io::Error::other)?;
-        let mut batch = sled::Batch::default();
-        for kv in self.tree.scan_prefix(group_prefix(self.group)) {
-            let (k, _) = kv.map_err(io::Error::other)?;
-            batch.remove(k);
-        }
-        let prefix = group_prefix(self.group);
-        for (k, v) in pairs {
-            // A snapshot of another group must never write outside this group's keys.
-            if k.starts_with(&prefix) {
-                batch.insert(k, v);
-            }
-        }
+        // Nothing is touched before the whole file is known to be intact.
+        let pairs = snapshot.verify()?;
+        let installing = installing_path(&self.snapshot_dir, self.group);
+        std::fs::rename(snapshot.path(), &installing)?;
+        crate::snapshot_file::sync_dir(&installing)?;
+        let file = SnapshotFile::open(&installing)?;
+        let state = AppliedState {
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        self.tree
+            .insert(
+                group_key(self.group, INSTALLING_KEY),
+                bincode::serialize(&state).map_err(io::Error::other)?,
+            )
+            .map_err(io::Error::other)?;
+        self.db.flush_durable().map_err(io::Error::from)?;
+        self.write_snapshot_state(&file, &state)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        batch.insert(group_key(self.group, APPLIED_KEY), self.applied_record()?);
-        self.tree.apply_batch(batch).map_err(io::Error::other)?;
-        // openraft purges the log up to the snapshot next; the same reasoning as in
-        // `build_snapshot`.
-        self.db.flush_durable().map_err(io::Error::from)?;
         self.sm.reload(&self.tree)?;
         self.sm.applied();
-        self.current = Some((meta.clone(), snapshot));
+        // Kept as the current snapshot, to pass on to a replica further behind.
+        let path = snapshot_path(&self.snapshot_dir, self.group, meta);
+        std::fs::rename(&installing, &path)?;
+        let file = SnapshotFile::open(&path)?;
+        tracing::info!(
+            group_id = self.group,
+            last_log_id = ?meta.last_log_id,
+            pairs,
+            bytes = file.len(),
+            "installed a snapshot"
+        );
+        self.replace_current(meta.clone(), file);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self.current.as_ref().map(|(meta, data)| Snapshot {
-            meta: meta.clone(),
-            snapshot: data.clone(),
-        }))
+        match &self.current {
+            None => Ok(None),
+            Some((meta, file)) => Ok(Some(Snapshot {
+                meta: meta.clone(),
+                snapshot: file.reopen()?,
+            })),
+        }
     }
 }
 
@@ -221,11 +384,179 @@ pub(crate) struct SnapshotView {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotView {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         self.snapshot
             .take()
             .unwrap_or_else(|| Err(io::Error::other("snapshot already taken")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps nothing in memory: the tree is the whole state.
+    struct Plain;
+
+    impl GroupStateMachine for Plain {
+        fn apply(&mut self, _: u64, _: &[u8], _: &mut sled::Batch) -> Vec<u8> {
+            Vec::new()
+        }
+        fn reload(&mut self, _: &sled::Tree) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const GROUP: u64 = 7;
+
+    fn open(dir: &Path) -> (StateMachineAdapter, sled::Tree) {
+        let db = streamd_storage::SledStore::open(dir.join("sled")).unwrap();
+        let tree = db.tree("t").unwrap();
+        let sm = StateMachineAdapter::open(
+            GROUP,
+            db,
+            tree.clone(),
+            Box::new(Plain),
+            &dir.join("snapshots"),
+        );
+        (sm.unwrap(), tree)
+    }
+
+    fn user_keys(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+        tree.scan_prefix(group_prefix(GROUP))
+            .map(|kv| kv.unwrap())
+            .filter(|(k, _)| k.get(8) != Some(&0x00))
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
+    /// A built snapshot of keys a0..a99 (with values big enough to need several batches).
+    async fn built(dir: &Path) -> (Snapshot, Vec<(Vec<u8>, Vec<u8>)>) {
+        let (mut sm, tree) = open(dir);
+        for i in 0..100u32 {
+            let key = group_key(GROUP, format!("a{i:03}").as_bytes());
+            tree.insert(key, vec![i as u8; 100_000]).unwrap();
+        }
+        let snap = sm.build_snapshot().await.unwrap();
+        (snap, user_keys(&tree))
+    }
+
+    #[tokio::test]
+    async fn an_install_replaces_the_state_and_survives_as_the_current_snapshot() {
+        let src = tempfile::tempdir().unwrap();
+        let (snap, expected) = built(src.path()).await;
+        let dst = tempfile::tempdir().unwrap();
+        let (mut sm, tree) = open(dst.path());
+        tree.insert(group_key(GROUP, b"old"), b"x".to_vec())
+            .unwrap();
+        tree.insert(group_key(GROUP + 1, b"other group"), b"y".to_vec())
+            .unwrap();
+        // As a follower receives it: a file in its own snapshot directory.
+        let received = receiving_path(&dst.path().join("snapshots"), GROUP);
+        std::fs::copy(snap.snapshot.path(), &received).unwrap();
+        let file = SnapshotFile::open(&received).unwrap();
+        sm.install_snapshot(&snap.meta, file).await.unwrap();
+        assert_eq!(user_keys(&tree), expected);
+        assert!(
+            tree.get(group_key(GROUP + 1, b"other group"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            tree.get(group_key(GROUP, INSTALLING_KEY))
+                .unwrap()
+                .is_none()
+        );
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.snapshot.verify().unwrap(), expected.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_install_is_finished_when_the_group_reopens() {
+        let src = tempfile::tempdir().unwrap();
+        let (snap, expected) = built(src.path()).await;
+        let dst = tempfile::tempdir().unwrap();
+        {
+            let (_sm, tree) = open(dst.path());
+            // Stopped half-way: the marker is down, some old keys are gone, some new ones in.
+            let state = AppliedState {
+                applied: snap.meta.last_log_id,
+                membership: snap.meta.last_membership.clone(),
+            };
+            tree.insert(
+                group_key(GROUP, INSTALLING_KEY),
+                bincode::serialize(&state).unwrap(),
+            )
+            .unwrap();
+            tree.insert(group_key(GROUP, b"stale"), b"old".to_vec())
+                .unwrap();
+            tree.insert(group_key(GROUP, b"a000"), b"half".to_vec())
+                .unwrap();
+            std::fs::copy(
+                snap.snapshot.path(),
+                installing_path(&dst.path().join("snapshots"), GROUP),
+            )
+            .unwrap();
+        }
+        let (_sm, tree) = open(dst.path());
+        assert_eq!(user_keys(&tree), expected);
+        assert!(
+            tree.get(group_key(GROUP, INSTALLING_KEY))
+                .unwrap()
+                .is_none()
+        );
+        assert!(!installing_path(&dst.path().join("snapshots"), GROUP).exists());
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_install_without_its_file_refuses_to_open() {
+        let dst = tempfile::tempdir().unwrap();
+        {
+            let (_sm, tree) = open(dst.path());
+            let state = AppliedState {
+                applied: None,
+                membership: StoredMembership::default(),
+            };
+            tree.insert(
+                group_key(GROUP, INSTALLING_KEY),
+                bincode::serialize(&state).unwrap(),
+            )
+            .unwrap();
+        }
+        let db = streamd_storage::SledStore::open(dst.path().join("sled")).unwrap();
+        let tree = db.tree("t").unwrap();
+        let err = StateMachineAdapter::open(
+            GROUP,
+            db,
+            tree,
+            Box::new(Plain),
+            &dst.path().join("snapshots"),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("must be rebuilt"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_snapshot_is_refused_before_anything_changes() {
+        let src = tempfile::tempdir().unwrap();
+        let (snap, _) = built(src.path()).await;
+        let dst = tempfile::tempdir().unwrap();
+        let (mut sm, tree) = open(dst.path());
+        tree.insert(group_key(GROUP, b"old"), b"x".to_vec())
+            .unwrap();
+        let received = receiving_path(&dst.path().join("snapshots"), GROUP);
+        let mut bytes = std::fs::read(snap.snapshot.path()).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        std::fs::write(&received, bytes).unwrap();
+        let file = SnapshotFile::open(&received).unwrap();
+        assert!(sm.install_snapshot(&snap.meta, file).await.is_err());
+        assert_eq!(
+            user_keys(&tree),
+            vec![(group_key(GROUP, b"old"), b"x".to_vec())]
+        );
     }
 }

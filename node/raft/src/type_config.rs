@@ -39,4 +39,5 @@ pub(crate) type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub(crate) type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub(crate) type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub(crate) type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-pub(crate) type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+pub(crate) type Snapshot =
+    openraft::alias::SnapshotOf<TypeConfig, crate::snapshot_file::SnapshotFile>;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -19,11 +20,12 @@ use openraft::{BasicNode, RaftNetworkFactory};
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use parking_lot::RwLock;
 use streamd_proto::internal::internal_client::InternalClient;
-use streamd_proto::internal::{GroupMessage, RaftMessage};
+use streamd_proto::internal::{GroupMessage, RaftMessage, SnapshotChunk};
 use streamd_proto::{ApiError, ErrorCode};
 use tonic::transport::{Channel, Endpoint};
 
 use super::MAX_MESSAGE_BYTES;
+use crate::snapshot_file::SnapshotFile;
 use crate::type_config::{Snapshot, TypeConfig, Vote};
 
 #[derive(Debug, thiserror::Error)]
@@ -145,12 +147,78 @@ impl PeerClients {
             RaftRpc::Append => c.raft_append(req).await,
             RaftRpc::Vote => c.raft_vote(req).await,
             RaftRpc::PreVote => c.raft_pre_vote(req).await,
-            RaftRpc::Snapshot => c.raft_snapshot(req).await,
             RaftRpc::TransferLeader => c.raft_transfer_leader(req).await,
         };
         let reply = res.map_err(|s| NetError(format!("{}: {}", s.code(), s.message())))?;
         let decoded: Result<Resp, String> = bincode::deserialize(&reply.into_inner().payload)
             .map_err(|e| NetError(e.to_string()))?;
+        decoded.map_err(NetError)
+    }
+}
+
+/// Bytes of snapshot file per chunk.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+impl PeerClients {
+    /// Streams a snapshot file to `target` in chunks, so its size is bounded by neither memory
+    /// nor the message limit. The deadline grows with the file (a second per 8 MiB on top of
+    /// openraft's).
+    async fn send_snapshot(
+        &self,
+        target: u64,
+        group: u64,
+        vote: Vote,
+        snapshot: Snapshot,
+        ttl: Duration,
+    ) -> Result<SnapshotResponse<TypeConfig>, NetError> {
+        let mut c = self
+            .client(target)
+            .ok_or_else(|| NetError(format!("unknown node {target}")))?;
+        let header =
+            bincode::serialize(&(vote, snapshot.meta)).map_err(|e| NetError(e.to_string()))?;
+        let file = Arc::new(snapshot.snapshot);
+        let len = file.len();
+        let first = SnapshotChunk {
+            group_id: group,
+            header: header.into(),
+            data: Default::default(),
+        };
+        let chunks = futures::stream::unfold(0u64, move |offset| {
+            let file = file.clone();
+            async move {
+                if offset >= len {
+                    return None;
+                }
+                let read =
+                    tokio::task::spawn_blocking(move || file.read_chunk(offset, SNAPSHOT_CHUNK))
+                        .await;
+                match read {
+                    Ok(Ok(data)) if !data.is_empty() => {
+                        let next = offset + data.len() as u64;
+                        let chunk = SnapshotChunk {
+                            group_id: group,
+                            header: Default::default(),
+                            data: data.into(),
+                        };
+                        Some((chunk, next))
+                    }
+                    // The receiver checks the whole file, so a short stream is refused there.
+                    other => {
+                        tracing::warn!(group_id = group, ?other, "reading snapshot file failed");
+                        None
+                    }
+                }
+            }
+        });
+        let mut req = tonic::Request::new(futures::stream::iter([first]).chain(chunks));
+        req.set_timeout(ttl + Duration::from_secs(len >> 23));
+        let reply = c
+            .raft_snapshot(req)
+            .await
+            .map_err(|s| NetError(format!("{}: {}", s.code(), s.message())))?;
+        let decoded: Result<SnapshotResponse<TypeConfig>, String> =
+            bincode::deserialize(&reply.into_inner().payload)
+                .map_err(|e| NetError(e.to_string()))?;
         decoded.map_err(NetError)
     }
 }
@@ -167,7 +235,6 @@ enum RaftRpc {
     Append,
     Vote,
     PreVote,
-    Snapshot,
     TransferLeader,
 }
 
@@ -176,7 +243,7 @@ fn unreachable(e: NetError) -> RPCError<TypeConfig> {
 }
 
 impl GroupRouter<TypeConfig, u64> for PeerClients {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn append_entries(
         &self,
@@ -223,8 +290,7 @@ impl GroupRouter<TypeConfig, u64> for PeerClients {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let msg = (vote, snapshot.meta, snapshot.snapshot);
-        let call = self.raft_call(target, group_id, RaftRpc::Snapshot, &msg, option.hard_ttl());
+        let call = self.send_snapshot(target, group_id, vote, snapshot, option.hard_ttl());
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             r = call => r.map_err(|e| StreamingError::Unreachable(Unreachable::new(&e))),

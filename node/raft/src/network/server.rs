@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use streamd_proto::ApiError;
 use streamd_proto::internal::internal_server::{Internal, InternalServer};
-use streamd_proto::internal::{GroupMessage, RaftMessage};
-use tonic::{Request, Response, Status};
+use streamd_proto::internal::{GroupMessage, RaftMessage, SnapshotChunk};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::MAX_MESSAGE_BYTES;
 use crate::handle::GroupHandle;
 use crate::registry::RaftHost;
+use crate::snapshot_file::SnapshotReceiver;
+use crate::state_machine::receiving_path;
 use crate::type_config::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 /// The requests a group's owner (shard or metadata) answers on this node, whether they arrive
@@ -95,22 +97,39 @@ impl Internal for InternalService {
         reply(m.group_id, g.raft().pre_vote(decode(&m.payload)?).await)
     }
 
-    #[tracing::instrument(name = "raft.snapshot", skip_all, fields(group_id = req.get_ref().group_id))]
+    #[tracing::instrument(name = "raft.snapshot", skip_all, fields(group_id))]
     async fn raft_snapshot(
         &self,
-        req: Request<RaftMessage>,
+        req: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let m = req.into_inner();
-        let g = self.group(m.group_id)?;
-        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(&m.payload)?;
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let group = first.group_id;
+        tracing::Span::current().record("group_id", group);
+        let g = self.group(group)?;
+        let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header)?;
+        let path = receiving_path(&self.host.snapshot_dir(), group);
+        let io = |e: std::io::Error| Status::internal(format!("receiving snapshot: {e}"));
+        let mut rx = SnapshotReceiver::create(&path).map_err(io)?;
+        rx.write(&first.data).map_err(io)?;
+        while let Some(chunk) = stream.message().await? {
+            rx.write(&chunk.data).map_err(io)?;
+        }
+        let file = tokio::task::spawn_blocking(move || rx.finish())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::data_loss(format!("received snapshot is damaged: {e}")))?;
         let snapshot: Snapshot = Snapshot {
             meta,
-            snapshot: data,
+            snapshot: file,
         };
-        reply(
-            m.group_id,
-            g.raft().install_full_snapshot(vote, snapshot).await,
-        )
+        let r = g.raft().install_full_snapshot(vote, snapshot).await;
+        // Installing moves the file away; one still here was refused (a stale vote).
+        let _ = std::fs::remove_file(&path);
+        reply(group, r)
     }
 
     #[tracing::instrument(name = "raft.transfer_leader", skip_all, fields(group_id = req.get_ref().group_id))]

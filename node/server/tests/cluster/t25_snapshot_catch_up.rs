@@ -1,7 +1,8 @@
 //! A replica that missed more entries than its leader keeps in the log catches up by snapshot:
 //! nodes snapshot every 20 entries and keep 10 past the snapshot, a follower is killed while 150
 //! entries commit, and after its restart it must serve every acknowledged record, identical to
-//! the other replicas.
+//! the other replicas. About 8 MiB of the records are large, so the snapshot travels in several
+//! chunks.
 
 use std::time::Duration;
 
@@ -45,8 +46,13 @@ async fn a_lagging_replica_catches_up_by_snapshot() {
         // Writes go through the leader's node: the client would otherwise start at the dead one.
         let writer = cluster.node_client(leader);
         let mut out = Outcomes::default();
-        for _ in 0..150 {
-            let batch = random_entries(&mut rng, 5, 50, 10..=200);
+        for i in 0..150 {
+            let sizes = if i % 4 == 0 {
+                30_000..=50_000
+            } else {
+                10..=200
+            };
+            let batch = random_entries(&mut rng, 5, 50, sizes);
             put_and_file(&writer, STREAM, 0, batch, &mut out)
                 .await
                 .unwrap();
@@ -62,6 +68,25 @@ async fn a_lagging_replica_catches_up_by_snapshot() {
         let caught_up =
             read_until_complete(&own, STREAM, &out.acked, Duration::from_secs(90)).await;
         check_exactly_once(&caught_up, &out.acked, &[]).unwrap();
+        // It did catch up by snapshot, one of several 1 MiB chunks.
+        let log = std::fs::read_to_string(cluster.log_path(follower)).unwrap();
+        let installed: Vec<u64> = log
+            .lines()
+            .filter(|l| l.contains("installed a snapshot") && l.contains("group_id=1"))
+            .filter_map(|l| {
+                l.split("bytes=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        eprintln!("t25: node {follower} installed snapshots of {installed:?} bytes");
+        assert!(
+            installed.iter().any(|b| *b > 3 << 20),
+            "node {follower} installed no multi-chunk snapshot of shard 0: {installed:?}"
+        );
         for other in cluster.node_ids() {
             let read = read_until_complete(
                 &cluster.node_client(other),
