@@ -49,6 +49,7 @@ jepsen-smoke:
 	cargo build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader,reshard --seed 8 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 5 --time-limit 60 --nemesis ring,bridge,delay,clock --seed 7 --out $(CARGO_TARGET_DIR)/jepsen-ci-net --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 40 --nemesis power-cut,kill --seed 11 --out $(CARGO_TARGET_DIR)/jepsen-ci-power --streamd $(STREAMD_BIN)
 	@$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 12 --nemesis power-cut --seed 3 --recovery-timeout 20 --out $(CARGO_TARGET_DIR)/jepsen-planted --streamd $(CARGO_TARGET_DIR)/release/streamd-planted > $(CARGO_TARGET_DIR)/jepsen-planted.log 2>&1; \
 	  code=$$?; last=$$(grep '^jepsen: valid=' $(CARGO_TARGET_DIR)/jepsen-planted.log | tail -1); \
 	  echo "planted bug (WAL without fsync), exit $$code: $$last"; \
