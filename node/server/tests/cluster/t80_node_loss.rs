@@ -247,8 +247,8 @@ async fn join_call(
 
 /// A fifth node joins a 4-node cluster under writes: it becomes a metadata voter, rebalancing
 /// moves replicas onto it until every node holds within one of the mean, then another node is
-/// drained. Writes never pause for long, every acknowledged record is on every replica once,
-/// and leaderships end up spread too.
+/// drained. Writes never pause for long, every acknowledged record is on every replica once.
+/// Then a node restarts, and leader balancing gives it its share of leaderships back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joined_node_takes_replicas_then_another_node_drains() {
     const STREAM: &str = "t80-join";
@@ -311,6 +311,25 @@ async fn a_joined_node_takes_replicas_then_another_node_drains() {
                 .collect::<Vec<_>>()
         );
         load.progress(300, "writes after the rebalance").await;
+
+        // The joined node holds the cluster secret: an iterator another node issued reads there.
+        let iterator = cluster
+            .node_client(1)
+            .get_shard_iterator(
+                STREAM,
+                "shardId-000000000000",
+                v1::ShardIteratorType::TrimHorizon,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        let page = cluster
+            .node_client(joined)
+            .get_records(&iterator, Some(10))
+            .await
+            .unwrap();
+        assert!(page.next_shard_iterator.is_some());
 
         // Joining again is a no-op; a taken id or a taken address is refused.
         let addr = cluster.grpc_addr(joined).to_string();
@@ -376,12 +395,42 @@ async fn a_joined_node_takes_replicas_then_another_node_drains() {
             "t80: every replica identical {:?} after the join started",
             started.elapsed()
         );
-        // Leaderships spread over the four remaining nodes.
-        let status = wait_ok(Duration::from_secs(60), "leaderships spread", || async {
+        // After a failure heals, leaderships spread again: a restarted node leads nothing at
+        // first, then leader balancing hands it its share.
+        let bounced = 3;
+        cluster.kill9(bounced);
+        wait_ok(
+            Duration::from_secs(30),
+            "the killed node's leaderships taken over",
+            || async {
+                let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
+                let leaders: Vec<(u64, u32)> = status
+                    .nodes
+                    .iter()
+                    .map(|n| (n.node_id, n.leaders))
+                    .collect();
+                let total: u32 = leaders.iter().map(|l| l.1).sum();
+                let held = leaders.iter().any(|(n, l)| *n == bounced && *l > 0);
+                if total == SHARDS && !held {
+                    Ok(())
+                } else {
+                    Err(format!("leaders per node {leaders:?}"))
+                }
+            },
+        )
+        .await;
+        cluster.start(bounced).await;
+        let restarted = Instant::now();
+        eprintln!("t80: node {bounced} killed, its leaderships taken over, restarted");
+        let status = wait_ok(Duration::from_secs(90), "leaderships spread", || async {
             let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
             let leaders: Vec<u32> = status.nodes.iter().map(|n| n.leaders).collect();
             let total: u32 = leaders.iter().sum();
-            if total == SHARDS && within_one_of_the_mean(&leaders) {
+            let bounced_leads = status
+                .nodes
+                .iter()
+                .any(|n| n.node_id == bounced && n.leaders > 0);
+            if total == SHARDS && bounced_leads && within_one_of_the_mean(&leaders) {
                 Ok(status)
             } else {
                 Err(format!("leaders per node {leaders:?}"))
@@ -389,13 +438,13 @@ async fn a_joined_node_takes_replicas_then_another_node_drains() {
         })
         .await;
         eprintln!(
-            "t80: leaders per node {:?}, {:?} after the join started",
+            "t80: leaders per node {:?}, {:?} after node {bounced} restarted",
             status
                 .nodes
                 .iter()
                 .map(|n| (n.node_id, n.leaders))
                 .collect::<Vec<_>>(),
-            started.elapsed()
+            restarted.elapsed()
         );
     })
     .await;
