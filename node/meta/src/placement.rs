@@ -167,14 +167,23 @@ pub const MAX_LEADER_TRANSFERS: usize = 4;
 /// Reads the leader hints of the shard map (`ShardMeta::leader`), so it plans nothing unless
 /// they are complete and the cluster is settled: no node `away` (down or joining), none
 /// draining, no replica moving (a new replica may still be a learner), every group's leader
-/// known and a member. Each transfer goes from a node leading at least two more groups than
-/// the target, so every round strictly narrows the spread: rounds cannot undo each other.
+/// known and a member, every stream ACTIVE. Each transfer goes from a node leading at least
+/// two more groups than the target, so every round strictly narrows the spread: rounds cannot
+/// undo each other.
 pub fn plan_leader_balance(
     state: &MetaState,
     away: &BTreeSet<u64>,
     max: usize,
 ) -> Vec<(u64, u64, u64)> {
     if !away.is_empty() || !state.draining.is_empty() || !state.moving.is_empty() {
+        return Vec::new();
+    }
+    // A reshard seals parents through their leaders: leave leaderships alone meanwhile.
+    if state
+        .streams
+        .values()
+        .any(|s| s.status != StreamStatus::Active || s.reshard.is_some())
+    {
         return Vec::new();
     }
     let mut count: BTreeMap<u64, usize> = state.nodes.keys().map(|n| (*n, 0)).collect();
@@ -540,6 +549,18 @@ mod tests {
         let mut unknown = s.clone();
         crate::testing::create(&mut unknown, "new", 1).unwrap();
         assert!(plan_leader_balance(&unknown, &BTreeSet::new(), max).is_empty());
+        let mut updating = s.clone();
+        updating
+            .apply(MetaCommand::Reshard {
+                name: "s0".into(),
+                request: crate::ReshardRequest::Merge {
+                    shard: streamd_proto::ids::ShardId(0),
+                    adjacent: streamd_proto::ids::ShardId(1),
+                },
+                now_ms: 5,
+            })
+            .unwrap();
+        assert!(plan_leader_balance(&updating, &BTreeSet::new(), max).is_empty());
     }
 
     #[test]
