@@ -1,6 +1,8 @@
 //! Every change to the metadata, and how it is applied. `apply` is deterministic: it reads only
 //! the state and the command (times come inside the command, stamped by the proposer).
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use streamd_proto::ErrorCode;
 use streamd_proto::ids::{HashKeyRange, SequenceNumber, ShardId};
@@ -121,6 +123,26 @@ pub enum MetaCommand {
     RemoveNode {
         id: u64,
     },
+    /// A node asks to join the cluster (`streamd --join`). Idempotent for the same id and
+    /// address; refused for an id in use at another address, an address in use by another id,
+    /// or the id of a removed node.
+    AddNode {
+        id: u64,
+        addr: String,
+    },
+    /// Node `leader` leads shard group `group` in Raft term `term` (a hint; older terms are
+    /// ignored, so reports arriving out of order cannot roll it back).
+    ShardLeader {
+        group: u64,
+        leader: u64,
+        term: u64,
+    },
+    /// The group's voters match its replica set again, `to` among them: its move is over
+    /// (unless a later move of the group, to another node, has started since).
+    MoveDone {
+        group: u64,
+        to: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +172,21 @@ fn not_found(name: &str) -> MetaResult {
 
 impl MetaState {
     pub fn apply(&mut self, cmd: MetaCommand) -> MetaResult {
+        let drops_groups = matches!(
+            cmd,
+            MetaCommand::DeleteStream { .. } | MetaCommand::ExpireShards { .. }
+        );
+        let result = self.apply_command(cmd);
+        if drops_groups && !self.moving.is_empty() {
+            // A move of a group that no longer exists never finishes: forget it, or it would
+            // hold a slot of the rebalancing budget forever.
+            let live: BTreeSet<u64> = self.all_shards().map(|(_, sh)| sh.group_id).collect();
+            self.moving.retain(|g, _| live.contains(g));
+        }
+        result
+    }
+
+    fn apply_command(&mut self, cmd: MetaCommand) -> MetaResult {
         match cmd {
             MetaCommand::Init {
                 secret,
@@ -179,7 +216,7 @@ impl MetaState {
                         format!("Stream {name} under account 000000000000 already exists."),
                     );
                 }
-                let nodes: Vec<u64> = self.nodes.keys().copied().collect();
+                let nodes = self.placement_nodes();
                 if nodes.is_empty() {
                     // A stream created before the cluster formed would have shards with no
                     // replicas and never turn ACTIVE.
@@ -208,6 +245,8 @@ impl MetaState {
                         pending: false,
                         created_ms: now_ms,
                         closed_ms: None,
+                        leader: None,
+                        leader_term: 0,
                     });
                 }
                 let arn = format!("arn:aws:kinesis:{region}:000000000000:stream/{name}");
@@ -517,6 +556,29 @@ impl MetaState {
                 if self.draining.contains(&id) && !holds {
                     self.nodes.remove(&id);
                     self.draining.remove(&id);
+                    self.removed.insert(id);
+                }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::AddNode { id, addr } => self.add_node(id, addr),
+            MetaCommand::ShardLeader {
+                group,
+                leader,
+                term,
+            } => {
+                for s in self.streams.values_mut() {
+                    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
+                        && term >= sh.leader_term
+                    {
+                        sh.leader = Some(leader);
+                        sh.leader_term = term;
+                    }
+                }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::MoveDone { group, to } => {
+                if self.moving.get(&group).is_some_and(|m| m.1 == to) {
+                    self.moving.remove(&group);
                 }
                 Ok(MetaReply::Done)
             }
@@ -530,11 +592,59 @@ impl MetaState {
                         && let Some(slot) = sh.replicas.iter_mut().find(|r| **r == from)
                     {
                         *slot = to;
+                        self.moving.insert(group, (from, to));
                     }
                 }
                 Ok(MetaReply::Done)
             }
         }
+    }
+
+    fn add_node(&mut self, id: u64, addr: String) -> MetaResult {
+        if self.cluster_secret.is_empty() {
+            return err(
+                ErrorCode::Unavailable,
+                "the cluster has not formed yet; retry shortly",
+            );
+        }
+        if id == 0 || addr.trim().is_empty() {
+            return err(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "a joining node needs an id of 1 or more and an address, got {id} {addr:?}"
+                ),
+            );
+        }
+        if self.removed.contains(&id) {
+            return err(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "node id {id} belonged to a node removed from the cluster and is never reused; \
+                     start the node with a new --node-id and an empty data directory"
+                ),
+            );
+        }
+        if let Some(n) = self.nodes.get(&id) {
+            if n.addr == addr {
+                return Ok(MetaReply::Done);
+            }
+            return err(
+                ErrorCode::ResourceInUse,
+                format!(
+                    "node {id} is already a member at {}, not {addr}; a node keeps its address, \
+                     or joins under a new id",
+                    n.addr
+                ),
+            );
+        }
+        if let Some(other) = self.nodes.values().find(|n| n.addr == addr) {
+            return err(
+                ErrorCode::ResourceInUse,
+                format!("address {addr} is already node {}'s", other.id),
+            );
+        }
+        self.nodes.insert(id, NodeInfo { id, addr });
+        Ok(MetaReply::Done)
     }
 }
 

@@ -4,7 +4,8 @@
 //! - `state.rs`: [`MetaState`], the replicated metadata, and its types.
 //! - `commands.rs`: [`MetaCommand`], every change to it, and `apply` (deterministic; placement
 //!   of new shards is decided here, from the state alone, so every replica agrees).
-//! - `placement.rs`: pure placement of replica sets.
+//! - `placement.rs`: pure placement of replica sets: new shards, repairs after node loss,
+//!   rebalancing after a join, leader balancing.
 //! - `reshard.rs`: SplitShard, MergeShards and UpdateShardCount as planned waves of splits and
 //!   merges (pure planning, applied by `commands.rs`).
 //! - `planner.rs`: pure reconciliation: what this node must do so its Raft groups match the map
@@ -25,8 +26,11 @@ mod testing;
 pub use commands::{
     MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,
 };
-pub use placement::{place_replicas, plan_repairs};
-pub use planner::{LocalGroup, NodeAction, plan_meta_voters, plan_node};
+pub use placement::{
+    MAX_CONCURRENT_MOVES, MAX_LEADER_TRANSFERS, place_replicas, plan_leader_balance,
+    plan_rebalance, plan_repairs,
+};
+pub use planner::{LocalGroup, MetaVoterChange, NodeAction, plan_meta_voters, plan_node};
 pub use reshard::{Primitive, ReshardRequest, check_scaling, next_scaling_wave};
 pub use state::{
     ConsumerMeta, ConsumerStatus, MetaState, NodeInfo, ReshardOp, ReshardStep, ShardMeta,

@@ -12,6 +12,8 @@ use crate::state::MetaState;
 pub struct LocalGroup {
     pub group: u64,
     pub is_leader: bool,
+    /// The Raft term this replica is in.
+    pub term: u64,
     /// The group's voters as this replica knows them.
     pub voters: BTreeSet<u64>,
 }
@@ -34,14 +36,21 @@ pub enum NodeAction {
         add: Option<(u64, String)>,
         voters: BTreeSet<u64>,
     },
-    /// (Metadata leader only.) Move a replica off a node that is down or draining.
+    /// (Metadata leader only.) Move a replica off a node that is down or draining, or from the
+    /// most loaded node to the least loaded one (rebalancing).
     MoveReplica { group: u64, from: u64, to: u64 },
     /// (Metadata leader only.) A drained node holds no replica: remove it from the cluster.
     RemoveNode { id: u64 },
-    /// This node is draining and leads the group: hand leadership to another voter.
+    /// This node leads the group but is draining or moved out of it: hand leadership to
+    /// another voter.
     TransferLeader { group: u64, to: u64 },
     /// Tell the metadata group that this shard group has a leader.
     ReportReady { group: u64 },
+    /// Tell the metadata group that this node leads the group, in `term` (the shard map's
+    /// leader hint names another node).
+    ReportLeader { group: u64, term: u64 },
+    /// (Group leader.) The group's voters match the shard map again: its move to `to` is over.
+    ReportMoved { group: u64, to: u64 },
     /// (Metadata leader only.) A registered consumer needs nothing built: subscribers read from
     /// the shards' own storage, so it becomes usable at once.
     ActivateConsumer { arn: String },
@@ -65,6 +74,10 @@ fn members(state: &MetaState, replicas: &[u64]) -> BTreeMap<u64, String> {
         .collect()
 }
 
+/// What node `me` must do now. `down` and `unsettled` are what the metadata leader knows beyond
+/// the metadata (empty elsewhere): members it has not heard from for the down timeout, and
+/// members it cannot count on right now (not yet voters of the metadata group, i.e. still
+/// joining, or not heard from in the last few seconds). Rebalancing waits for both to be empty.
 pub fn plan_node(
     state: &MetaState,
     me: u64,
@@ -72,11 +85,20 @@ pub fn plan_node(
     meta_leader: bool,
     now_ms: i64,
     down: &BTreeSet<u64>,
+    unsettled: &BTreeSet<u64>,
 ) -> Vec<NodeAction> {
     let mut actions = Vec::new();
     if meta_leader {
         let away: BTreeSet<u64> = down.union(&state.draining).copied().collect();
         for (group, from, to) in crate::placement::plan_repairs(state, &away) {
+            actions.push(NodeAction::MoveReplica { group, from, to });
+        }
+        let unsettled: BTreeSet<u64> = down.union(unsettled).copied().collect();
+        for (group, from, to) in crate::placement::plan_rebalance(
+            state,
+            &unsettled,
+            crate::placement::MAX_CONCURRENT_MOVES,
+        ) {
             actions.push(NodeAction::MoveReplica { group, from, to });
         }
         // A drained node that is down cannot say it let go of its groups; the map is all there is.
@@ -148,6 +170,22 @@ pub fn plan_node(
     }
     for g in local {
         if !wanted.contains(&g.group) {
+            // A leader moved out of its group first hands leadership to a replica that stays:
+            // dropping at once would leave the group without a leader for an election timeout.
+            let stays = state.shard_by_group(g.group).and_then(|(_, sh)| {
+                g.voters.iter().copied().find(|v| {
+                    *v != me
+                        && sh.replicas.contains(v)
+                        && !state.draining.contains(v)
+                        && !down.contains(v)
+                })
+            });
+            if g.is_leader
+                && let Some(to) = stays
+            {
+                actions.push(NodeAction::TransferLeader { group: g.group, to });
+                continue;
+            }
             // Dropped as soon as the map moves it away: a removed voter is not always told it
             // was removed, so waiting for that could wait forever. The group keeps a majority
             // (the other replicas) while the leader brings the new replica up to date.
@@ -167,7 +205,21 @@ pub fn plan_node(
         if g.is_leader
             && let Some((_, sh)) = state.shard_by_group(g.group)
         {
+            if sh.leader != Some(me) {
+                actions.push(NodeAction::ReportLeader {
+                    group: g.group,
+                    term: g.term,
+                });
+            }
             let wanted: BTreeSet<u64> = sh.replicas.iter().copied().collect();
+            if wanted == g.voters
+                && let Some((_, to)) = state.moving.get(&g.group)
+            {
+                actions.push(NodeAction::ReportMoved {
+                    group: g.group,
+                    to: *to,
+                });
+            }
             if !g.voters.is_empty() && wanted != g.voters {
                 let add = wanted
                     .difference(&g.voters)
@@ -191,12 +243,38 @@ pub fn plan_node(
     actions
 }
 
-/// The metadata group's voters once removals settle: every node still in the cluster. None when
-/// nothing is to change (only removals are made here; nodes join through the metadata group).
-pub fn plan_meta_voters(state: &MetaState, voters: &BTreeSet<u64>) -> Option<BTreeSet<u64>> {
+/// One change of the metadata group's voters, made by its leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaVoterChange {
+    /// A joined node to add as a learner first (the leader waits until it has caught up on the
+    /// metadata log), with its address.
+    pub add: Option<(u64, String)>,
+    /// The voters once the change is made.
+    pub voters: BTreeSet<u64>,
+}
+
+/// The next change that makes the metadata group's voters every node in the cluster: departed
+/// nodes leave, joined nodes come in one at a time (as learners that catch up first, so a
+/// joining node never counts toward a quorum before it holds the log). None when the voters
+/// already match.
+pub fn plan_meta_voters(state: &MetaState, voters: &BTreeSet<u64>) -> Option<MetaVoterChange> {
     let wanted: BTreeSet<u64> = state.nodes.keys().copied().collect();
-    let removals_only = !wanted.is_empty() && wanted.is_subset(voters) && wanted != *voters;
-    removals_only.then_some(wanted)
+    if wanted.is_empty() || voters.is_empty() || wanted == *voters {
+        return None;
+    }
+    let add = wanted
+        .difference(voters)
+        .next()
+        .and_then(|id| state.nodes.get(id))
+        .map(|n| (n.id, n.addr.clone()));
+    let mut next: BTreeSet<u64> = voters.intersection(&wanted).copied().collect();
+    if let Some((id, _)) = &add {
+        next.insert(*id);
+    }
+    if next.is_empty() {
+        return None;
+    }
+    Some(MetaVoterChange { add, voters: next })
 }
 
 #[cfg(test)]
@@ -216,7 +294,7 @@ mod tests {
         let s = state();
         let mut inits = BTreeMap::new();
         for me in 1..=3 {
-            for a in plan_node(&s, me, &[], false, 0, &BTreeSet::new()) {
+            for a in plan_node(&s, me, &[], false, 0, &BTreeSet::new(), &BTreeSet::new()) {
                 if let NodeAction::OpenShard {
                     group,
                     members,
@@ -240,20 +318,23 @@ mod tests {
             LocalGroup {
                 group: 1,
                 is_leader: true,
+                term: 1,
                 voters: BTreeSet::new(),
             },
             LocalGroup {
                 group: 2,
                 is_leader: false,
+                term: 1,
                 voters: BTreeSet::new(),
             },
             LocalGroup {
                 group: 9,
                 is_leader: true,
+                term: 1,
                 voters: BTreeSet::new(),
             },
         ];
-        let a = plan_node(&s, 1, &local, false, 0, &BTreeSet::new());
+        let a = plan_node(&s, 1, &local, false, 0, &BTreeSet::new(), &BTreeSet::new());
         assert!(a.contains(&NodeAction::ReportReady { group: 1 }));
         assert!(!a.contains(&NodeAction::ReportReady { group: 2 }));
         assert!(a.contains(&NodeAction::DropGroup { group: 9 }));
@@ -276,21 +357,21 @@ mod tests {
         })
         .unwrap();
         let drive = |s: &MetaState, leader: bool| {
-            plan_node(s, 1, &[], leader, 5, &BTreeSet::new())
+            plan_node(s, 1, &[], leader, 5, &BTreeSet::new(), &BTreeSet::new())
                 .into_iter()
                 .filter(|a| matches!(a, NodeAction::DriveReshard { .. }))
                 .count()
         };
         assert_eq!(drive(&s, true), 0, "the child has no leader yet");
         // The child's replicas are opened like any shard's.
-        let opens = plan_node(&s, 1, &[], false, 5, &BTreeSet::new())
+        let opens = plan_node(&s, 1, &[], false, 5, &BTreeSet::new(), &BTreeSet::new())
             .into_iter()
             .filter(|a| matches!(a, NodeAction::OpenShard { group: 3, .. }))
             .count();
         assert_eq!(opens, 1);
         s.apply(MetaCommand::ShardReady { group_id: 3 }).unwrap();
         assert_eq!(drive(&s, false), 0, "only the metadata leader drives");
-        match plan_node(&s, 1, &[], true, 5, &BTreeSet::new())
+        match plan_node(&s, 1, &[], true, 5, &BTreeSet::new(), &BTreeSet::new())
             .into_iter()
             .find(|a| matches!(a, NodeAction::DriveReshard { .. }))
         {
@@ -316,10 +397,11 @@ mod tests {
         let local = [LocalGroup {
             group: 1,
             is_leader: true,
+            term: 1,
             voters: BTreeSet::from([1, 2, 3]),
         }];
         let none = BTreeSet::new();
-        let a = plan_node(&s, 1, &local, true, 0, &none);
+        let a = plan_node(&s, 1, &local, true, 0, &none, &none);
         assert!(a.contains(&NodeAction::TransferLeader { group: 1, to: 2 }));
         let moves: Vec<_> = a
             .iter()
@@ -334,18 +416,32 @@ mod tests {
             s.apply(MetaCommand::MoveReplica { group, from, to })
                 .unwrap();
         }
-        // Its group moved away: it drops it, then leaves.
-        let a = plan_node(&s, 1, &local, false, 0, &none);
+        // Its group moved away: it hands the leadership to a replica that stays, drops the
+        // group once it no longer leads, then leaves.
+        let a = plan_node(&s, 1, &local, false, 0, &none, &none);
+        assert!(a.contains(&NodeAction::TransferLeader { group: 1, to: 2 }));
+        assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
+        let follower = [LocalGroup {
+            is_leader: false,
+            ..local[0].clone()
+        }];
+        let a = plan_node(&s, 1, &follower, false, 0, &none, &none);
         assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
         assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
-        let a = plan_node(&s, 1, &[], false, 0, &none);
+        let a = plan_node(&s, 1, &[], false, 0, &none, &none);
         assert!(a.contains(&NodeAction::RemoveNode { id: 1 }));
-        assert!(!plan_node(&s, 2, &[], true, 0, &none).contains(&NodeAction::RemoveNode { id: 1 }));
+        assert!(
+            !plan_node(&s, 2, &[], true, 0, &none, &none)
+                .contains(&NodeAction::RemoveNode { id: 1 })
+        );
         s.apply(MetaCommand::RemoveNode { id: 1 }).unwrap();
         assert!(!s.nodes.contains_key(&1));
         assert_eq!(
             plan_meta_voters(&s, &BTreeSet::from([1, 2, 3, 4])),
-            Some(BTreeSet::from([2, 3, 4]))
+            Some(MetaVoterChange {
+                add: None,
+                voters: BTreeSet::from([2, 3, 4])
+            })
         );
         assert_eq!(plan_meta_voters(&s, &BTreeSet::from([2, 3, 4])), None);
         // The last node not draining cannot be drained.
@@ -353,5 +449,65 @@ mod tests {
             s.apply(MetaCommand::DrainNode { id }).unwrap();
         }
         assert!(s.apply(MetaCommand::DrainNode { id: 4 }).is_err());
+    }
+
+    #[test]
+    fn a_joined_node_becomes_a_metadata_voter_after_catching_up() {
+        let mut s = state();
+        s.apply(MetaCommand::AddNode {
+            id: 4,
+            addr: "n4:1".into(),
+        })
+        .unwrap();
+        let voters = BTreeSet::from([1, 2, 3]);
+        assert_eq!(
+            plan_meta_voters(&s, &voters),
+            Some(MetaVoterChange {
+                add: Some((4, "n4:1".into())),
+                voters: BTreeSet::from([1, 2, 3, 4])
+            })
+        );
+        assert_eq!(plan_meta_voters(&s, &BTreeSet::from([1, 2, 3, 4])), None);
+    }
+
+    #[test]
+    fn group_leaders_report_leadership_and_finished_moves() {
+        let mut s = state();
+        s.apply(MetaCommand::AddNode {
+            id: 4,
+            addr: "n4:1".into(),
+        })
+        .unwrap();
+        s.apply(MetaCommand::MoveReplica {
+            group: 1,
+            from: 3,
+            to: 4,
+        })
+        .unwrap();
+        let (_, sh) = s.shard_by_group(1).unwrap();
+        let replicas: BTreeSet<u64> = sh.replicas.iter().copied().collect();
+        let me = *replicas.iter().find(|r| **r != 4).unwrap();
+        let mut g = LocalGroup {
+            group: 1,
+            is_leader: true,
+            term: 7,
+            voters: BTreeSet::from([1, 2, 3]),
+        };
+        let none = BTreeSet::new();
+        let a = plan_node(&s, me, &[g.clone()], false, 0, &none, &none);
+        assert!(a.contains(&NodeAction::ReportLeader { group: 1, term: 7 }));
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, NodeAction::ReconcileMembers { group: 1, .. }))
+        );
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, NodeAction::ReportMoved { .. }))
+        );
+        g.voters = replicas;
+        let a = plan_node(&s, me, &[g], false, 0, &none, &none);
+        assert!(a.contains(&NodeAction::ReportMoved { group: 1, to: 4 }));
+        s.apply(MetaCommand::MoveDone { group: 1, to: 4 }).unwrap();
+        assert!(s.moving.is_empty());
     }
 }

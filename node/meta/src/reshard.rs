@@ -258,7 +258,7 @@ impl MetaState {
         merge_parent: Option<ShardId>,
         now_ms: i64,
     ) {
-        let nodes: Vec<u64> = self.nodes.keys().copied().collect();
+        let nodes = self.placement_nodes();
         let rf = self.replication_factor;
         let op_id = self.next_op_id.max(1);
         self.next_op_id = op_id + 1;
@@ -324,6 +324,8 @@ impl MetaState {
                     pending: true,
                     created_ms: now_ms,
                     closed_ms: None,
+                    leader: None,
+                    leader_term: 0,
                 });
                 step_children.push(shard_id);
             }

@@ -51,6 +51,11 @@ pub struct ShardMeta {
     pub created_ms: i64,
     /// When the reshard that closed the shard committed.
     pub closed_ms: Option<i64>,
+    /// The node that last reported leading the shard's group, and in which Raft term: a hint
+    /// (it lags a leader change by one metadata entry) that leader balancing and ClusterStatus
+    /// read, since no single node sees every group's leader.
+    pub leader: Option<u64>,
+    pub leader_term: u64,
 }
 
 impl ShardMeta {
@@ -164,6 +169,12 @@ pub struct MetaState {
     pub next_op_id: u64,
     /// Nodes being drained: their replicas and leaderships move away, then they are removed.
     pub draining: BTreeSet<u64>,
+    /// Ids of nodes removed from the cluster: never given to a joining node again, so a stale
+    /// node coming back with an old id cannot pass for a new one.
+    pub removed: BTreeSet<u64>,
+    /// Replica moves whose group has not yet switched its voters: group -> (from, to). Bounds
+    /// how many rebalancing moves run at once and keeps a group to one move at a time.
+    pub moving: BTreeMap<u64, (u64, u64)>,
 }
 
 impl MetaState {
@@ -187,6 +198,15 @@ impl MetaState {
 
     pub fn shard_by_group(&self, group: u64) -> Option<(&StreamMeta, &ShardMeta)> {
         self.all_shards().find(|(_, sh)| sh.group_id == group)
+    }
+
+    /// Nodes new replicas may be placed on: every member not draining, ascending.
+    pub fn placement_nodes(&self) -> Vec<u64> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|n| !self.draining.contains(n))
+            .collect()
     }
 }
 

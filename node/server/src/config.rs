@@ -15,7 +15,7 @@ use streamd_raft::RaftOptions;
     about = "A Raft-replicated stream cluster with a Kinesis-compatible API"
 )]
 #[command(
-    after_help = "Examples:\n  streamd                      one-node cluster on loopback, data in ./streamd-data\n  streamd dev --nodes 3        three nodes on loopback, every shard replicated three times\n  streamd --node-id 2 --data-dir /var/lib/streamd --grpc-addr 10.0.0.2:50051 \\\n          --initial-cluster 1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051"
+    after_help = "Examples:\n  streamd                      one-node cluster on loopback, data in ./streamd-data\n  streamd dev --nodes 3        three nodes on loopback, every shard replicated three times\n  streamd --node-id 2 --data-dir /var/lib/streamd --grpc-addr 10.0.0.2:50051 \\\n          --initial-cluster 1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051\n  streamd --node-id 4 --data-dir /var/lib/streamd --grpc-addr 10.0.0.4:50051 \\\n          --join 10.0.0.1:50051,10.0.0.2:50051   add a node to a running cluster"
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -76,8 +76,13 @@ pub(crate) struct NodeFlags {
     #[arg(long)]
     pub(crate) admin_addr: Option<SocketAddr>,
     /// The cluster's first members as id=host:port,...; omit for a one-node cluster.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "join")]
     pub(crate) initial_cluster: Option<String>,
+    /// Join a running cluster through any of these members (host:port,...) instead of forming
+    /// one: needs --node-id (new to the cluster) and a --grpc-addr the other nodes can reach.
+    /// Kept on restarts: a node already in the cluster just rejoins.
+    #[arg(long)]
+    pub(crate) join: Option<String>,
     /// Per-shard throughput limits.
     #[arg(long, value_enum)]
     pub(crate) shard_limits: Option<ShardLimitsFlag>,
@@ -115,6 +120,7 @@ struct FileConfig {
     kinesis_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     initial_cluster: Option<String>,
+    join: Option<String>,
     shard_limits: Option<ShardLimitsFlag>,
     region: Option<String>,
     log_format: Option<LogFormat>,
@@ -133,7 +139,10 @@ pub(crate) struct NodeConfig {
     pub(crate) grpc_addr: SocketAddr,
     pub(crate) kinesis_addr: SocketAddr,
     pub(crate) admin_addr: SocketAddr,
+    /// Empty when the node joins a running cluster (`join`).
     pub(crate) initial_cluster: BTreeMap<u64, String>,
+    /// Members to ask for admission (`--join`); empty when the node forms its cluster.
+    pub(crate) join: Vec<String>,
     pub(crate) shard_limits: ShardLimitsFlag,
     pub(crate) region: String,
     pub(crate) log_format: LogFormat,
@@ -165,6 +174,16 @@ pub(crate) enum ConfigError {
     NotInCluster(u64),
     #[error("node id must be 1 or more")]
     NodeId,
+    #[error("--join and --initial-cluster exclude each other: a node forms a cluster or joins one")]
+    JoinAndInitialCluster,
+    #[error("invalid --join entry {0:?}: expected host:port")]
+    Join(String),
+    #[error("--join needs an explicit --node-id, unique in the cluster")]
+    JoinNodeId,
+    #[error(
+        "--join needs a --grpc-addr the other nodes can reach, not the unspecified address {0}"
+    )]
+    JoinAddr(SocketAddr),
     #[error("invalid --kinesis-auth-keys entry: expected ACCESS_KEY_ID:SECRET")]
     AuthKeys,
     #[error("--kinesis-tls-cert and --kinesis-tls-key go together")]
@@ -187,6 +206,31 @@ fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
         out.insert(id, addr.trim().to_string());
     }
     Ok(out)
+}
+
+fn parse_seeds(s: &str) -> Result<Vec<String>, ConfigError> {
+    let seeds: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    for seed in &seeds {
+        let host_port = seed
+            .strip_prefix("http://")
+            .or_else(|| seed.strip_prefix("https://"))
+            .unwrap_or(seed);
+        let valid = host_port
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(ConfigError::Join(seed.clone()));
+        }
+    }
+    if seeds.is_empty() {
+        return Err(ConfigError::Join(s.to_string()));
+    }
+    Ok(seeds)
 }
 
 fn parse_keys(s: Option<String>) -> Result<Vec<(String, String)>, ConfigError> {
@@ -219,17 +263,34 @@ impl NodeFlags {
             None => FileConfig::default(),
         };
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let node_id = self.node_id.or(file.node_id).unwrap_or(1);
+        let explicit_id = self.node_id.or(file.node_id);
+        let node_id = explicit_id.unwrap_or(1);
         if node_id == 0 {
             return Err(ConfigError::NodeId);
         }
         let grpc_addr = self.grpc_addr.or(file.grpc_addr).unwrap_or(loopback(50051));
-        let initial_cluster = match self.initial_cluster.or(file.initial_cluster) {
+        let initial = self.initial_cluster.or(file.initial_cluster);
+        let join = match self.join.or(file.join) {
+            Some(_) if initial.is_some() => return Err(ConfigError::JoinAndInitialCluster),
+            Some(s) => parse_seeds(&s)?,
+            None => Vec::new(),
+        };
+        let initial_cluster = match initial {
             Some(s) => parse_cluster(&s)?,
+            // A joining node learns its cluster from the metadata; it forms nothing itself.
+            None if !join.is_empty() => BTreeMap::new(),
             None => BTreeMap::from([(node_id, grpc_addr.to_string())]),
         };
-        if !initial_cluster.contains_key(&node_id) {
+        if join.is_empty() && !initial_cluster.contains_key(&node_id) {
             return Err(ConfigError::NotInCluster(node_id));
+        }
+        if !join.is_empty() {
+            if explicit_id.is_none() {
+                return Err(ConfigError::JoinNodeId);
+            }
+            if grpc_addr.ip().is_unspecified() {
+                return Err(ConfigError::JoinAddr(grpc_addr));
+            }
         }
         Ok(NodeConfig {
             node_id,
@@ -247,6 +308,7 @@ impl NodeFlags {
                 .or(file.admin_addr)
                 .unwrap_or(loopback(9090)),
             initial_cluster,
+            join,
             shard_limits: self
                 .shard_limits
                 .or(file.shard_limits)
@@ -310,6 +372,46 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(flags.resolve(), Err(ConfigError::NotInCluster(4))));
+    }
+
+    #[test]
+    fn join_takes_seeds_an_id_and_a_reachable_address() {
+        let join = |id: Option<u64>, addr: &str, seeds: &str| NodeFlags {
+            node_id: id,
+            grpc_addr: Some(addr.parse().unwrap()),
+            join: Some(seeds.into()),
+            ..Default::default()
+        };
+        let c = join(Some(4), "10.0.0.4:50051", "10.0.0.1:50051, 10.0.0.2:50051")
+            .resolve()
+            .unwrap();
+        assert_eq!(c.join, vec!["10.0.0.1:50051", "10.0.0.2:50051"]);
+        assert!(c.initial_cluster.is_empty(), "a joiner forms nothing");
+        assert!(matches!(
+            join(None, "10.0.0.4:1", "a:1").resolve(),
+            Err(ConfigError::JoinNodeId)
+        ));
+        assert!(matches!(
+            join(Some(4), "0.0.0.0:1", "a:1").resolve(),
+            Err(ConfigError::JoinAddr(_))
+        ));
+        assert!(matches!(
+            join(Some(4), "10.0.0.4:1", "nohost").resolve(),
+            Err(ConfigError::Join(_))
+        ));
+        assert!(matches!(
+            join(Some(4), "10.0.0.4:1", " , ").resolve(),
+            Err(ConfigError::Join(_))
+        ));
+        let both = NodeFlags {
+            initial_cluster: Some("1=a:1".into()),
+            ..join(Some(1), "10.0.0.4:1", "a:1")
+        };
+        assert!(matches!(
+            both.resolve(),
+            Err(ConfigError::JoinAndInitialCluster)
+        ));
+        assert!(NodeFlags::default().resolve().unwrap().join.is_empty());
     }
 
     #[test]

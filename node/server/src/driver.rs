@@ -1,14 +1,18 @@
 //! Carries out what the planner (`streamd_meta::plan_node`) decides for this node: opens and
 //! initializes shard replicas, drops replicas of deleted streams, reports new leaders to the
 //! metadata group, drives reshards on the metadata leader (seal the parents, commit the wave),
-//! and has shard leaders trim records past their stream's retention.
+//! and has shard leaders trim records past their stream's retention. On the metadata leader it
+//! also keeps the metadata group's voters equal to the cluster's nodes (joins and removals),
+//! and runs leader balancing (`streamd_meta::plan_leader_balance`) at a bounded rate.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use streamd_meta::{LocalGroup, MetaCommand, NodeAction, plan_node};
+use streamd_meta::{
+    LocalGroup, MAX_LEADER_TRANSFERS, MetaCommand, NodeAction, plan_leader_balance, plan_node,
+};
 use streamd_proto::ids::ShardId;
 use streamd_shard::command::ShardRequest;
 use streamd_shard::{SHARD_TREE, ShardReader, ShardService, ShardState, ShardStateMachine};
@@ -18,16 +22,37 @@ use crate::node::Node;
 
 const TICK: Duration = Duration::from_millis(250);
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// Longest one membership step may take (add a learner, wait for it to catch up, switch the
+/// voters). openraft waits for a learner without a deadline; a learner that died meanwhile
+/// would hold the step, and with it every later change of the group, forever.
+const MEMBERSHIP_STEP_LIMIT: Duration = Duration::from_secs(120);
+/// A member the metadata leader has not heard from for this long is not counted on for
+/// rebalancing or leader balancing, well before the down timeout declares it lost.
+const QUIET_AFTER: Duration = Duration::from_secs(3);
+/// Leader balancing starts a round at most this often. Each round moves at most
+/// `MAX_LEADER_TRANSFERS` leaderships and only narrows the spread, and the next round plans
+/// from the leader hints the transfers reported in the meantime, so leaderships never flap.
+const LEADER_BALANCE_EVERY: Duration = Duration::from_secs(5);
+/// How long the metadata leader waits for a group leader to start a leadership transfer.
+const TRANSFER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the driver remembers between ticks.
+#[derive(Default)]
+struct DriverState {
+    tasks: Tasks,
+    /// Since when this node leads the metadata group: a new leader has heard from nobody yet,
+    /// so it judges a node down only after a full timeout of its own.
+    leading_since: Mutex<Option<tokio::time::Instant>>,
+    /// When the last leader-balancing round started.
+    last_balance: Mutex<Option<tokio::time::Instant>>,
+}
 
 pub(crate) async fn run(node: Node) {
-    let tasks = Tasks::default();
-    // Since when this node leads the metadata group: a new leader has heard from nobody yet,
-    // so it judges a node down only after a full timeout of its own.
-    let leading_since: Mutex<Option<tokio::time::Instant>> = Mutex::default();
+    let st = DriverState::default();
     let mut changes = node.meta_changes.clone();
     let mut last_retention = tokio::time::Instant::now();
     loop {
-        reconcile(&node, &tasks, &leading_since).await;
+        reconcile(&node, &st).await;
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
             trim_expired(&node);
@@ -38,11 +63,8 @@ pub(crate) async fn run(node: Node) {
 }
 
 #[tracing::instrument(name = "driver.reconcile", skip_all)]
-async fn reconcile(
-    node: &Node,
-    tasks: &Tasks,
-    leading_since: &Mutex<Option<tokio::time::Instant>>,
-) {
+async fn reconcile(node: &Node, st: &DriverState) {
+    let tasks = &st.tasks;
     let me = node.host.node_id();
     let meta = node.meta.read().clone();
     for n in meta.nodes.values() {
@@ -57,6 +79,7 @@ async fn reconcile(
             LocalGroup {
                 group: *g,
                 is_leader: status.as_ref().is_some_and(|s| s.is_leader),
+                term: status.as_ref().map_or(0, |s| s.term),
                 voters: status.map(|s| s.voters).unwrap_or_default(),
             }
         })
@@ -67,17 +90,28 @@ async fn reconcile(
         .map(|g| g.status());
     let meta_leader = meta_status.as_ref().is_some_and(|s| s.is_leader);
     let down = {
-        let mut lead = leading_since.lock();
+        let mut lead = st.leading_since.lock();
         match (&meta_status, meta_leader) {
-            (Some(st), true) => {
+            (Some(status), true) => {
                 let since = *lead.get_or_insert_with(tokio::time::Instant::now);
-                nodes_down(st, since, node.config.node_down_timeout)
+                nodes_down(status, since, node.config.node_down_timeout)
             }
             _ => {
                 *lead = None;
                 BTreeSet::new()
             }
         }
+    };
+    // Nodes rebalancing and leader balancing wait for (metadata leader only): members not yet
+    // voters of the metadata group (still joining), and members not heard from just now.
+    let unsettled: BTreeSet<u64> = match (&meta_status, meta_leader) {
+        (Some(status), true) => meta
+            .nodes
+            .keys()
+            .copied()
+            .filter(|n| !status.voters.contains(n) || quiet(status, *n))
+            .collect(),
+        _ => BTreeSet::new(),
     };
     if meta_leader {
         reconcile_meta_voters(node, &meta, meta_status.as_ref(), tasks);
@@ -95,8 +129,11 @@ async fn reconcile(
             tracing::info!(error = %e, "metadata leadership not handed over");
         }
     }
+    if meta_leader {
+        balance_leaders(node, st, &meta, &down, &unsettled);
+    }
     let now = streamd_shard::now_ms();
-    for action in plan_node(&meta, me, &local, meta_leader, now, &down) {
+    for action in plan_node(&meta, me, &local, meta_leader, now, &down, &unsettled) {
         match action {
             NodeAction::OpenShard {
                 group,
@@ -126,9 +163,10 @@ async fn reconcile(
                 };
                 tasks.spawn_once(Task::Members(group), async move {
                     tracing::info!(group_id = group, ?add, ?voters, "changing the group's replicas to match the shard map");
-                    match h.change_voters(add, voters).await {
-                        Ok(()) => tracing::info!(group_id = group, "group membership matches the shard map"),
-                        Err(e) => tracing::info!(group_id = group, error = %e, "group membership not changed yet"),
+                    match tokio::time::timeout(MEMBERSHIP_STEP_LIMIT, h.change_voters(add, voters)).await {
+                        Ok(Ok(())) => tracing::info!(group_id = group, "group membership matches the shard map"),
+                        Ok(Err(e)) => tracing::info!(group_id = group, error = %e, "group membership not changed yet"),
+                        Err(_) => tracing::warn!(group_id = group, limit = ?MEMBERSHIP_STEP_LIMIT, "new replica did not catch up in time; retrying"),
                     }
                 });
             }
@@ -137,7 +175,11 @@ async fn reconcile(
                     continue;
                 };
                 tasks.spawn_once(Task::Transfer(group), async move {
-                    tracing::info!(group_id = group, to, "draining: handing leadership over");
+                    tracing::info!(
+                        group_id = group,
+                        to,
+                        "draining or moved away: handing leadership over"
+                    );
                     if let Err(e) = h.transfer_leader(to).await {
                         tracing::info!(group_id = group, error = %e, "leadership not handed over");
                     }
@@ -160,7 +202,7 @@ async fn reconcile(
                     group_id = group,
                     from,
                     to,
-                    "moving a replica off a node that is down or draining"
+                    "moving a replica (node down or draining, or rebalancing)"
                 );
                 let cmd = MetaCommand::MoveReplica { group, from, to };
                 tasks.propose_once(node, Task::Move(group), cmd, "replica not moved yet");
@@ -183,6 +225,29 @@ async fn reconcile(
                     Task::Expire(stream),
                     cmd,
                     "closed shards not expired yet",
+                );
+            }
+            NodeAction::ReportLeader { group, term } => {
+                let cmd = MetaCommand::ShardLeader {
+                    group,
+                    leader: me,
+                    term,
+                };
+                tasks.propose_once(
+                    node,
+                    Task::Leader(group),
+                    cmd,
+                    "leadership not reported yet",
+                );
+            }
+            NodeAction::ReportMoved { group, to } => {
+                tracing::info!(group_id = group, to, "replica move finished");
+                let cmd = MetaCommand::MoveDone { group, to };
+                tasks.propose_once(
+                    node,
+                    Task::Moved(group),
+                    cmd,
+                    "finished move not reported yet",
                 );
             }
             NodeAction::ReportReady { group } => {
@@ -211,6 +276,9 @@ enum Task {
     MetaVoters,
     Transfer(u64),
     Remove(u64),
+    Leader(u64),
+    Moved(u64),
+    Balance(u64),
 }
 
 #[derive(Clone, Default)]
@@ -241,14 +309,15 @@ impl Tasks {
     }
 }
 
-/// Removes from the metadata group's voters the nodes the metadata no longer lists.
+/// Makes the metadata group's voters the nodes the metadata lists: removes departed nodes, and
+/// adds joined ones as learners that catch up on the metadata log before they vote.
 fn reconcile_meta_voters(
     node: &Node,
     meta: &streamd_meta::MetaState,
     status: Option<&streamd_raft::GroupStatus>,
     tasks: &Tasks,
 ) {
-    let Some(voters) = status.and_then(|st| streamd_meta::plan_meta_voters(meta, &st.voters))
+    let Some(change) = status.and_then(|st| streamd_meta::plan_meta_voters(meta, &st.voters))
     else {
         return;
     };
@@ -256,11 +325,83 @@ fn reconcile_meta_voters(
         return;
     };
     tasks.spawn_once(Task::MetaVoters, async move {
-        tracing::info!(?voters, "removing departed nodes from the metadata group");
-        if let Err(e) = h.change_voters(None, voters).await {
-            tracing::info!(error = %e, "metadata group voters not changed yet");
+        let streamd_meta::MetaVoterChange { add, voters } = change;
+        match &add {
+            Some((id, addr)) => tracing::info!(
+                node = id,
+                %addr,
+                ?voters,
+                "adding a joined node to the metadata group: learner until caught up, then voter"
+            ),
+            None => tracing::info!(?voters, "removing departed nodes from the metadata group"),
+        }
+        match tokio::time::timeout(MEMBERSHIP_STEP_LIMIT, h.change_voters(add, voters)).await {
+            Ok(Ok(())) => tracing::info!("metadata group voters match the cluster's nodes"),
+            Ok(Err(e)) => tracing::info!(error = %e, "metadata group voters not changed yet"),
+            Err(_) => tracing::warn!(
+                limit = ?MEMBERSHIP_STEP_LIMIT,
+                "joined node did not catch up on the metadata log in time; retrying"
+            ),
         }
     });
+}
+
+/// Whether the metadata leader has not heard from member `node` just now.
+fn quiet(status: &streamd_raft::GroupStatus, node: u64) -> bool {
+    let limit = QUIET_AFTER.as_millis() as u64;
+    match status.acked_ms_ago.get(&node) {
+        Some(ago) => ago.is_none_or(|ms| ms >= limit),
+        // The leader itself.
+        None => false,
+    }
+}
+
+/// (Metadata leader.) Starts a round of leader balancing when the last one is old enough.
+///
+/// The metadata leader decides for every group rather than each node for its own: only the
+/// shard map's leader hints show every node's count, and one decider planning from one version
+/// of them cannot have two nodes pile leaderships onto the same target at once. The group's
+/// current leader carries the transfer out when asked (`TransferLeadership`).
+fn balance_leaders(
+    node: &Node,
+    st: &DriverState,
+    meta: &streamd_meta::MetaState,
+    down: &BTreeSet<u64>,
+    unsettled: &BTreeSet<u64>,
+) {
+    {
+        let mut last = st.last_balance.lock();
+        if last.is_some_and(|t| t.elapsed() < LEADER_BALANCE_EVERY) {
+            return;
+        }
+        *last = Some(tokio::time::Instant::now());
+    }
+    let away: BTreeSet<u64> = down.union(unsettled).copied().collect();
+    let transfers = plan_leader_balance(meta, &away, MAX_LEADER_TRANSFERS);
+    if transfers.is_empty() {
+        return;
+    }
+    tracing::info!(?transfers, "balancing leaderships: (group, from, to)");
+    let me = node.host.node_id();
+    for (group, from, to) in transfers {
+        let host = node.host.clone();
+        st.tasks.spawn_once(Task::Balance(group), async move {
+            let r = if from == me {
+                match host.group(group) {
+                    Some(h) => h.transfer_leader(to).await,
+                    None => Err(format!("group {group} is not hosted here")),
+                }
+            } else {
+                host.peers()
+                    .transfer_leadership(from, group, to, TRANSFER_CALL_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = r {
+                tracing::info!(group_id = group, from, to, error = %e, "leadership not moved");
+            }
+        });
+    }
 }
 
 /// The metadata group's members its leader has not heard from for `timeout` (members it never

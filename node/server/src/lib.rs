@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod dev_cluster;
 mod driver;
+mod join;
 mod node;
 
 use clap::Parser;
@@ -111,13 +112,32 @@ pub async fn main(build: Build) -> std::process::ExitCode {
 async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
     let node = node::Node::start(config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = std::sync::Arc::new(stop_tx);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    tokio::spawn({
-        let n = node.clone();
-        async move { n.form_cluster().await }
-    });
+    // A node the cluster refuses to admit cannot take part: it stops, with the reason.
+    let join_failure: std::sync::Arc<parking_lot::Mutex<Option<join::JoinError>>> =
+        Default::default();
+    if node.config.join.is_empty() {
+        tokio::spawn({
+            let n = node.clone();
+            async move { n.form_cluster().await }
+        });
+    } else {
+        tokio::spawn({
+            let n = node.clone();
+            let failure = join_failure.clone();
+            let stop = stop_tx.clone();
+            async move {
+                if let Err(e) = join::join(&n).await {
+                    tracing::error!(error = %e, "failed to join the cluster; stopping");
+                    *failure.lock() = Some(e);
+                    let _ = stop.send(true);
+                }
+            }
+        });
+    }
     tokio::spawn(driver::run(node.clone()));
     let admin = tokio::spawn(admin::serve(node.clone(), stopped(stop_rx.clone())));
     let kinesis = tokio::spawn({
@@ -125,9 +145,15 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
         let stop = stopped(stop_rx.clone());
         async move { n.serve_kinesis(stop).await }
     });
-    let grpc = node.serve_grpc(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
+    let grpc = node.serve_grpc({
+        let stop = stopped(stop_rx.clone());
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop => {}
+            }
+            let _ = stop_tx.send(true);
+        }
     });
     let result = grpc.await;
     node.host.shutdown().await;
@@ -136,6 +162,9 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
         Ok(Err(e)) => tracing::error!(error = %e, "kinesis api stopped"),
         Err(e) => tracing::error!(error = %e, "kinesis api task failed"),
         Ok(Ok(())) => {}
+    }
+    if let Some(e) = join_failure.lock().take() {
+        return Err(e.into());
     }
     result
 }

@@ -32,6 +32,8 @@ pub(crate) enum NodeError {
     },
     #[error("gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
 }
 
 /// A running node's parts, shared with the admin endpoints and the driver.
@@ -82,6 +84,8 @@ impl Node {
         for n in meta.read().nodes.values() {
             host.peers().set_address(n.id, &n.addr);
         }
+        // Only a node forming its cluster initializes the metadata group (a joining node has no
+        // initial cluster: the metadata leader adds it to the group).
         let first = config.initial_cluster.keys().next().copied();
         if first == Some(config.node_id)
             && let Err(e) = meta_group.initialize(&config.initial_cluster).await
@@ -188,6 +192,7 @@ impl Node {
             .tcp_nodelay(true)
             .add_service(StreamdService::new(self.gateway.clone()))
             .add_service(InternalService::new(self.host.clone()))
+            .add_service(crate::join::MembershipService::new(self.clone()))
             .add_service(reflection)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -207,6 +207,7 @@ impl ClusterBuilder {
                 .into_iter()
                 .map(|spec| Node {
                     spec,
+                    join: None,
                     child: None,
                     paused: false,
                 })
@@ -231,6 +232,8 @@ impl ClusterBuilder {
 #[derive(Debug)]
 struct Node {
     spec: NodeSpec,
+    /// `--join` seeds, for a node added with [`Cluster::join_node`].
+    join: Option<String>,
     child: Option<Child>,
     paused: bool,
 }
@@ -343,12 +346,47 @@ impl Cluster {
 
     /// The command line node `id` runs with (without the program).
     pub fn args(&self, id: u64) -> Vec<String> {
-        node_args(
-            &self.node(id).spec,
-            self.initial_cluster.as_deref(),
-            self.shard_limits_off,
-            &self.extra_args,
-        )
+        let node = self.node(id);
+        match &node.join {
+            Some(seeds) => {
+                let mut args = node_args(&node.spec, None, self.shard_limits_off, &self.extra_args);
+                args.push("--join".to_string());
+                args.push(seeds.clone());
+                args
+            }
+            None => node_args(
+                &node.spec,
+                self.initial_cluster.as_deref(),
+                self.shard_limits_off,
+                &self.extra_args,
+            ),
+        }
+    }
+
+    /// Starts one more node, with the next id, fresh ports and an empty data directory, that
+    /// joins the running cluster with `--join` through every current node's gRPC address; waits
+    /// until it is ready (admitted and caught up on the metadata). Returns its id.
+    pub async fn join_node(&mut self) -> u64 {
+        let ports = free_ports(3).expect("find free loopback ports");
+        let id = self.nodes.len() as u64 + 1;
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let seeds = self.grpc_endpoints().join(",");
+        self.nodes.push(Node {
+            spec: NodeSpec {
+                id,
+                grpc_addr: loopback(ports[0]),
+                kinesis_addr: loopback(ports[1]),
+                admin_addr: loopback(ports[2]),
+                data_dir: self.root.join(format!("node-{id}")),
+                log_path: self.root.join(format!("node-{id}.log")),
+            },
+            join: Some(seeds),
+            child: None,
+            paused: false,
+        });
+        self.spawn(id);
+        self.wait_ready(&[id]).await;
+        id
     }
 
     fn spawn(&mut self, id: u64) {

@@ -329,7 +329,7 @@ impl Gateway {
             .as_ref()
             .map(|s| s.voters.clone())
             .unwrap_or_default();
-        let mut nodes: Vec<v1::NodeStatus> = meta
+        let nodes: Vec<v1::NodeStatus> = meta
             .nodes
             .values()
             .map(|n| v1::NodeStatus {
@@ -340,18 +340,15 @@ impl Gateway {
                     .all_shards()
                     .filter(|(_, sh)| sh.replicas.contains(&n.id))
                     .count() as u32,
-                leaders: 0,
+                // From the shard map's leader hints: every group's leader reports itself
+                // there, while this node only sees the leaders of the groups it hosts.
+                leaders: meta
+                    .all_shards()
+                    .filter(|(_, sh)| sh.leader == Some(n.id))
+                    .count() as u32,
                 draining: meta.draining.contains(&n.id),
             })
             .collect();
-        for g in self.host.groups() {
-            if let Some(l) = g.status().leader
-                && let Some(n) = nodes.iter_mut().find(|n| n.node_id == l)
-                && g.id() != streamd_raft::META_GROUP
-            {
-                n.leaders += 1;
-            }
-        }
         Ok(v1::ClusterStatusResponse {
             metadata_leader: meta_status.and_then(|s| s.leader),
             nodes,

@@ -20,7 +20,9 @@ use openraft::{BasicNode, RaftNetworkFactory};
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use parking_lot::RwLock;
 use streamd_proto::internal::internal_client::InternalClient;
-use streamd_proto::internal::{GroupMessage, RaftMessage, SnapshotChunk};
+use streamd_proto::internal::{
+    GroupMessage, RaftMessage, SnapshotChunk, TransferLeadershipRequest,
+};
 use streamd_proto::{ApiError, ErrorCode};
 use tonic::transport::{Channel, Endpoint};
 
@@ -120,6 +122,26 @@ impl PeerClients {
             Ok(r) => Ok(r.into_inner().payload.to_vec()),
             Err(s) => Err(ApiError::from_status(&s)),
         }
+    }
+
+    /// Asks `node`, which should lead `group`, to hand leadership to voter `to`.
+    pub async fn transfer_leadership(
+        &self,
+        node: u64,
+        group: u64,
+        to: u64,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let mut c = self.client(node).ok_or_else(|| unknown_node(node))?;
+        let mut req = tonic::Request::new(TransferLeadershipRequest {
+            group_id: group,
+            to,
+        });
+        req.set_timeout(timeout);
+        c.transfer_leadership(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| ApiError::from_status(&s))
     }
 
     async fn raft_call<Req, Resp>(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use streamd_proto::ApiError;
 use streamd_proto::internal::internal_server::{Internal, InternalServer};
-use streamd_proto::internal::{GroupMessage, RaftMessage, SnapshotChunk};
+use streamd_proto::internal::{
+    GroupMessage, RaftMessage, SnapshotChunk, TransferLeadershipRequest, TransferLeadershipResponse,
+};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::MAX_MESSAGE_BYTES;
@@ -183,5 +185,29 @@ impl Internal for InternalService {
             })),
             Err(e) => Err(e.to_status()),
         }
+    }
+
+    #[tracing::instrument(name = "raft.transfer_leadership", skip_all, fields(group_id = req.get_ref().group_id, to = req.get_ref().to))]
+    async fn transfer_leadership(
+        &self,
+        req: Request<TransferLeadershipRequest>,
+    ) -> Result<Response<TransferLeadershipResponse>, Status> {
+        let m = req.into_inner();
+        let g = self.group(m.group_id)?;
+        let status = g.status();
+        if !status.is_leader {
+            return Err(ApiError::not_leader(status.leader).to_status());
+        }
+        if !status.voters.contains(&m.to) {
+            return Err(ApiError::invalid(format!(
+                "node {} is not a voter of group {}",
+                m.to, m.group_id
+            ))
+            .to_status());
+        }
+        g.transfer_leader(m.to)
+            .await
+            .map_err(|e| ApiError::new(streamd_proto::ErrorCode::Unavailable, e).to_status())?;
+        Ok(Response::new(TransferLeadershipResponse {}))
     }
 }

@@ -10,7 +10,9 @@
 //! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
 //! - t70: split, merge and UpdateShardCount under load, and a split whose controller is killed:
 //!   every key's acknowledged records once each, in acknowledgement order, across the lineage.
-//! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical.
+//! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical;
+//!   a drained node hands everything over and leaves; a node joining with `--join` gets its share
+//!   of the replicas, then another node drains.
 //!
 //! Every wait is a deadline poll (`streamd_testkit::wait_*`) and every test is bounded; set
 //! `STREAMD_TEST_SEED` to replay a run's random choices, `STREAMD_TEST_KEEP=1` to keep the data

@@ -1,7 +1,8 @@
 //! Self-healing: a 4-node cluster at replication factor 3 loses one node for good (SIGKILL, never
 //! restarted) under continuous writes. Within 60 s every shard again has 3 replicas, all on live
 //! nodes, each holding exactly the same records, with no acknowledged record lost. And a node
-//! drained under writes hands its replicas and leaderships over and leaves.
+//! drained under writes hands its replicas and leaderships over and leaves. And a node joining
+//! under writes (`--join`) gets its share of the replicas, after which another node drains.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -214,4 +215,237 @@ fn longest_ack_gap(acked: &[Acked], from: Instant) -> Duration {
     let mut at: Vec<Instant> = acked.iter().map(|a| a.at).filter(|t| *t >= from).collect();
     at.sort();
     at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+}
+
+/// Within one of the mean, as rebalancing and leader balancing aim for: |c * n - total| <= n.
+fn within_one_of_the_mean(counts: &[u32]) -> bool {
+    let n = counts.len() as i64;
+    let total: i64 = counts.iter().map(|c| i64::from(*c)).sum();
+    counts
+        .iter()
+        .all(|c| (i64::from(*c) * n - total).abs() <= n)
+}
+
+async fn join_call(
+    cluster: &Cluster,
+    via: u64,
+    node_id: u64,
+    address: &str,
+) -> Result<(), streamd_proto::ApiError> {
+    let uri = format!("http://{}", cluster.grpc_addr(via));
+    let mut c = streamd_proto::internal::membership_client::MembershipClient::connect(uri)
+        .await
+        .unwrap();
+    c.join_cluster(streamd_proto::internal::JoinClusterRequest {
+        node_id,
+        address: address.to_string(),
+    })
+    .await
+    .map(|_| ())
+    .map_err(|s| streamd_proto::ApiError::from_status(&s))
+}
+
+/// A fifth node joins a 4-node cluster under writes: it becomes a metadata voter, rebalancing
+/// moves replicas onto it until every node holds within one of the mean, then another node is
+/// drained. Writes never pause for long, every acknowledged record is on every replica once.
+/// Then a node restarts, and leader balancing gives it its share of leaderships back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joined_node_takes_replicas_then_another_node_drains() {
+    const STREAM: &str = "t80-join";
+    const SHARDS: u32 = 8;
+    bounded(Duration::from_secs(400), "t80 join", async {
+        let mut rng = test_rng("t80-join");
+        let mut cluster = start_cluster(4, true).await;
+        let drained = 2;
+        let stay: Vec<String> = cluster
+            .node_ids()
+            .into_iter()
+            .filter(|n| *n != drained)
+            .map(|n| cluster.grpc_addr(n).to_string())
+            .collect();
+        let options = writer_options();
+        let writer =
+            || streamd_client::StreamdClient::connect_with(&stay, options.clone()).unwrap();
+        let admin = writer();
+        create_active(&admin, STREAM, SHARDS).await;
+        let load = Load::start((0..4).map(|_| writer()).collect(), STREAM, &mut rng);
+        load.progress(400, "writes before the join").await;
+
+        let started = Instant::now();
+        let joined = cluster.join_node().await;
+        let ready_after = started.elapsed();
+        eprintln!("t80: node {joined} joined and ready {ready_after:?} after it started");
+        let status = wait_ok(
+            Duration::from_secs(120),
+            "the joined node to hold its share of the replicas",
+            || async {
+                let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
+                let me = status.nodes.iter().find(|n| n.node_id == joined);
+                let Some(me) = me.filter(|n| n.voter) else {
+                    return Err(format!("node {joined} not a metadata voter yet"));
+                };
+                let groups: Vec<u32> = status.nodes.iter().map(|n| n.groups).collect();
+                if me.groups == 0 || !within_one_of_the_mean(&groups) {
+                    return Err(format!("replicas per node {groups:?}"));
+                }
+                // The map moved; wait until the groups' voters did too (every replica serves).
+                let shards = admin.list_shards(STREAM).await.map_err(|e| e.to_string())?;
+                for s in shards.iter().filter(|s| s.replicas.contains(&joined)) {
+                    cluster
+                        .node_client(joined)
+                        .read_shard_all(STREAM, &s.shard_id)
+                        .await
+                        .map_err(|e| format!("node {joined} {}: {e}", s.shard_id))?;
+                }
+                Ok(status)
+            },
+        )
+        .await;
+        let balanced_after = started.elapsed();
+        eprintln!(
+            "t80: replicas balanced {balanced_after:?} after the join started: {:?}",
+            status
+                .nodes
+                .iter()
+                .map(|n| (n.node_id, n.groups))
+                .collect::<Vec<_>>()
+        );
+        load.progress(300, "writes after the rebalance").await;
+
+        // The joined node holds the cluster secret: an iterator another node issued reads there.
+        let iterator = cluster
+            .node_client(1)
+            .get_shard_iterator(
+                STREAM,
+                "shardId-000000000000",
+                v1::ShardIteratorType::TrimHorizon,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        let page = cluster
+            .node_client(joined)
+            .get_records(&iterator, Some(10))
+            .await
+            .unwrap();
+        assert!(page.next_shard_iterator.is_some());
+
+        // Joining again is a no-op; a taken id or a taken address is refused.
+        let addr = cluster.grpc_addr(joined).to_string();
+        join_call(&cluster, 1, joined, &addr).await.unwrap();
+        let e = join_call(&cluster, 3, joined, "127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, streamd_client::ErrorCode::ResourceInUse, "{e}");
+        let e = join_call(&cluster, 3, 99, &addr).await.unwrap_err();
+        assert_eq!(e.code, streamd_client::ErrorCode::ResourceInUse, "{e}");
+
+        admin.drain_node(drained).await.unwrap();
+        let drain_started = Instant::now();
+        wait_ok(
+            Duration::from_secs(120),
+            "the drained node to leave",
+            || async {
+                let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
+                if status.nodes.iter().any(|n| n.node_id == drained) {
+                    return Err(format!("node {drained} still listed"));
+                }
+                let shards = admin.list_shards(STREAM).await.map_err(|e| e.to_string())?;
+                match shards
+                    .iter()
+                    .find(|s| s.replicas.len() != 3 || s.replicas.contains(&drained))
+                {
+                    Some(s) => Err(format!("{} on {:?}", s.shard_id, s.replicas)),
+                    None => Ok(()),
+                }
+            },
+        )
+        .await;
+        let drained_after = drain_started.elapsed();
+        eprintln!("t80: node {drained} drained and removed {drained_after:?} after the request");
+        // A removed node's id is never reused.
+        let e = join_call(
+            &cluster,
+            1,
+            drained,
+            &cluster.grpc_addr(drained).to_string(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, streamd_client::ErrorCode::InvalidArgument, "{e}");
+        load.progress(300, "writes after the drain").await;
+        let all = load.finish().await;
+        let gap = longest_ack_gap(&all.acked, started);
+        eprintln!(
+            "t80: {} acknowledged, {} unknown, errors {:?}, longest gap between acknowledgements \
+             from the join on {gap:?}",
+            all.acked.len(),
+            all.unknown.len(),
+            all.errors
+        );
+        assert!(
+            gap < Duration::from_secs(5),
+            "writes stalled for {gap:?} during the join, rebalance or drain"
+        );
+        let shards = admin.list_shards(STREAM).await.unwrap();
+        let read = identical_replicas_of(&cluster, STREAM, &shards, &all.acked).await;
+        check_exactly_once(&read, &all.acked, &all.unknown).unwrap();
+        eprintln!(
+            "t80: every replica identical {:?} after the join started",
+            started.elapsed()
+        );
+        // After a failure heals, leaderships spread again: a restarted node leads nothing at
+        // first, then leader balancing hands it its share.
+        let bounced = 3;
+        cluster.kill9(bounced);
+        wait_ok(
+            Duration::from_secs(30),
+            "the killed node's leaderships taken over",
+            || async {
+                let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
+                let leaders: Vec<(u64, u32)> = status
+                    .nodes
+                    .iter()
+                    .map(|n| (n.node_id, n.leaders))
+                    .collect();
+                let total: u32 = leaders.iter().map(|l| l.1).sum();
+                let held = leaders.iter().any(|(n, l)| *n == bounced && *l > 0);
+                if total == SHARDS && !held {
+                    Ok(())
+                } else {
+                    Err(format!("leaders per node {leaders:?}"))
+                }
+            },
+        )
+        .await;
+        cluster.start(bounced).await;
+        let restarted = Instant::now();
+        eprintln!("t80: node {bounced} killed, its leaderships taken over, restarted");
+        let status = wait_ok(Duration::from_secs(90), "leaderships spread", || async {
+            let status = admin.cluster_status().await.map_err(|e| e.to_string())?;
+            let leaders: Vec<u32> = status.nodes.iter().map(|n| n.leaders).collect();
+            let total: u32 = leaders.iter().sum();
+            let bounced_leads = status
+                .nodes
+                .iter()
+                .any(|n| n.node_id == bounced && n.leaders > 0);
+            if total == SHARDS && bounced_leads && within_one_of_the_mean(&leaders) {
+                Ok(status)
+            } else {
+                Err(format!("leaders per node {leaders:?}"))
+            }
+        })
+        .await;
+        eprintln!(
+            "t80: leaders per node {:?}, {:?} after node {bounced} restarted",
+            status
+                .nodes
+                .iter()
+                .map(|n| (n.node_id, n.leaders))
+                .collect::<Vec<_>>(),
+            restarted.elapsed()
+        );
+    })
+    .await;
 }
