@@ -43,16 +43,19 @@ async fn drain(
     timeout: Duration,
 ) -> Result<(), CtlError> {
     let before = status(ctx).await?;
-    if !before.nodes.iter().any(|n| n.id == id) {
+    let Some(node) = before.nodes.iter().find(|n| n.id == id) else {
         return Err(CtlError::NodeNotFound { node: id });
+    };
+    // `remove` after `drain --no-wait` only waits: the drain is already under way.
+    if !node.draining {
+        ctx.client
+            .drain_node(id)
+            .await
+            .map_err(|e| match e.code() {
+                ErrorCode::ResourceNotFound => CtlError::NodeNotFound { node: id },
+                _ => CtlError::from_client(e),
+            })?;
     }
-    ctx.client
-        .drain_node(id)
-        .await
-        .map_err(|e| match e.code() {
-            ErrorCode::ResourceNotFound => CtlError::NodeNotFound { node: id },
-            _ => CtlError::from_client(e),
-        })?;
     let state = if !wait_for_it {
         "draining"
     } else {

@@ -106,8 +106,8 @@ fn latency_line(l: &Latency) -> String {
 }
 
 fn throughput_lines(what: &str, latency_name: &str, t: &Throughput) -> String {
-    format!(
-        "{what}: {} records, {:.1} MB in {:.1} s: {:.0} records/s, {:.2} MB/s\n  {latency_name}: {}\n  calls: {} ({} failed), records refused: {}\n",
+    let mut s = format!(
+        "{what}: {} records, {:.1} MB in {:.1} s: {:.0} records/s, {:.2} MB/s\n  {latency_name}: {}\n  calls: {} ({} failed)",
         t.records,
         t.bytes as f64 / 1e6,
         t.seconds,
@@ -116,8 +116,11 @@ fn throughput_lines(what: &str, latency_name: &str, t: &Throughput) -> String {
         latency_line(&t.call_latency_ms),
         t.calls,
         t.failed_calls,
-        t.failed_records
-    )
+    );
+    if t.failed_records > 0 {
+        s += &format!(", records refused: {}", t.failed_records);
+    }
+    s + "\n"
 }
 
 pub(crate) fn report_text(r: &Report) -> String {
