@@ -53,19 +53,41 @@ is --config, else $STREAMCTL_CONFIG, else ~/.config/streamctl/config.toml:
 )]
 pub(crate) struct Cli {
     /// Cluster endpoints, `host:port` separated by commas (seeds; any node answers any call).
-    #[arg(long, global = true, value_name = "HOST:PORT[,...]")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST:PORT[,...]",
+        help_heading = "Global options"
+    )]
     pub(crate) endpoint: Option<String>,
     /// Profile of the config file to take the endpoint from.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
     pub(crate) profile: Option<String>,
     /// Config file with `[profile.NAME]` tables.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     pub(crate) config: Option<PathBuf>,
     /// Output format: human tables, or JSON for scripts.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text, help_heading = "Global options")]
     pub(crate) output: OutputFormat,
     /// Deadline of one call to the cluster (e.g. 500ms, 10s).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration,
+        help_heading = "Global options"
+    )]
     pub(crate) request_timeout: Duration,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -140,6 +162,7 @@ pub(crate) enum StreamCmd {
     /// Create a stream and wait until it is ACTIVE.
     #[command(after_help = "Example:\n  streamctl stream create orders --shards 4")]
     Create {
+        /// The stream's name.
         name: String,
         /// Number of shards.
         #[arg(long, default_value_t = 1)]
@@ -153,6 +176,7 @@ pub(crate) enum StreamCmd {
     Describe { name: String },
     /// Delete a stream and wait until it is gone.
     Delete {
+        /// The stream's name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
@@ -160,6 +184,7 @@ pub(crate) enum StreamCmd {
     /// Set how long records are kept (24 to 8760 hours).
     #[command(after_help = "Example:\n  streamctl stream retention orders --hours 48")]
     Retention {
+        /// The stream's name.
         name: String,
         #[arg(long)]
         hours: u32,
@@ -167,6 +192,7 @@ pub(crate) enum StreamCmd {
     /// Change the number of open shards (uniform scaling) and wait until the reshard is done.
     #[command(after_help = "Example:\n  streamctl stream scale orders --shards 8")]
     Scale {
+        /// The stream's name.
         name: String,
         /// Target number of open shards.
         #[arg(long)]
@@ -189,6 +215,7 @@ pub(crate) struct WaitArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PutArgs {
+    /// The stream's name.
     pub(crate) name: String,
     /// Records to write, one per argument. Without them (and without --file), stdin lines.
     pub(crate) records: Vec<String>,
@@ -202,6 +229,7 @@ pub(crate) struct PutArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct GetArgs {
+    /// The stream's name.
     pub(crate) name: String,
     /// Where to start: trim-horizon, latest, at-timestamp T (RFC 3339 or epoch ms),
     /// at-sequence S, after-sequence S.
@@ -217,6 +245,7 @@ pub(crate) struct GetArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
+    /// The stream's name.
     pub(crate) name: String,
     /// Where to start in the open shards (as for `get`).
     #[arg(long, num_args = 1..=2, value_names = ["POSITION", "VALUE"], default_values = ["latest"])]
@@ -242,6 +271,7 @@ pub(crate) enum NodeCmd {
     /// Move every replica and leadership off a node; it then leaves the cluster.
     #[command(after_help = "Example:\n  streamctl node drain 3 --no-wait")]
     Drain {
+        /// The node's id (see `streamctl node list`).
         id: u64,
         #[command(flatten)]
         wait: WaitArgs,
@@ -254,6 +284,7 @@ Example:
 The server removes a node only by draining it, so this is `drain` that always waits until the
 node is gone from the member list; stop its process afterwards.")]
     Remove {
+        /// The node's id (see `streamctl node list`).
         id: u64,
         /// How long to wait before giving up (exit code 4).
         #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
@@ -268,7 +299,9 @@ pub(crate) enum ShardCmd {
     /// Split a shard in two at a hash key (default: the middle of its range).
     #[command(after_help = "Example:\n  streamctl shard split orders shardId-000000000000")]
     Split {
+        /// The stream's name.
         name: String,
+        /// The shard (`shardId-000000000001` or `1`).
         shard: String,
         /// Decimal hash key that starts the upper child.
         #[arg(long, value_name = "KEY")]
@@ -281,8 +314,11 @@ pub(crate) enum ShardCmd {
         after_help = "Example:\n  streamctl shard merge orders shardId-000000000001 shardId-000000000002"
     )]
     Merge {
+        /// The stream's name.
         name: String,
+        /// The shard (`shardId-000000000001` or `1`).
         shard: String,
+        /// The shard whose hash key range adjoins the first one's.
         adjacent: String,
         #[command(flatten)]
         wait: WaitArgs,
