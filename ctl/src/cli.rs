@@ -256,6 +256,9 @@ pub(crate) struct TailArgs {
     /// Stop after this long (e.g. 30s). Default: until Ctrl-C or --limit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) duration: Option<Duration>,
+    /// Accepted for `tail -f` habits: tail always follows.
+    #[arg(short = 'f', long, hide = true)]
+    pub(crate) follow: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -400,6 +403,7 @@ mod tests {
             "streamctl get x --from at-timestamp 2026-01-01T00:00:00Z --shard 1 --limit 5",
             "streamctl get x --from at-sequence 123 --limit 5",
             "streamctl tail x",
+            "streamctl tail -f x",
             "streamctl --output json cluster status",
             "streamctl node list -o json",
         ] {

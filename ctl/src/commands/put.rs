@@ -1,7 +1,7 @@
 //! `streamctl put NAME [RECORD...] [--key K] [--file PATH]`: one record per argument, or per
 //! line of the file or of stdin, sent in PutRecords batches.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,8 +42,13 @@ impl Input {
         if !args.records.is_empty() {
             return Ok(Input::Args(args.records.clone().into_iter()));
         }
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            // Otherwise a bare `streamctl put NAME` looks hung.
+            eprintln!("reading records from stdin, one per line; end with Ctrl-D");
+        }
         Ok(Input::Lines {
-            reader: Box::new(std::io::stdin().lock()),
+            reader: Box::new(stdin.lock()),
             path: "stdin".into(),
         })
     }
