@@ -22,7 +22,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings
 	@# Log messages are lowercase without trailing punctuation; payloads never reach logs.
-	@! grep -rnE '(info|warn|error|debug|trace)!\([^;]*"[A-Z]' --include='*.rs' node client proto || (echo "log messages must start lowercase" && false)
+	@! grep -rnE '(info|warn|error|debug|trace)!\([^;]*"[A-Z]' --include='*.rs' node client ctl proto || (echo "log messages must start lowercase" && false)
 	@# One version of each RPC and telemetry crate across the workspace.
 	@! cargo tree -d -e normal --workspace --depth 0 --prefix none 2>/dev/null | grep -E '^(tonic|prost|opentelemetry|openraft) ' || (echo "duplicate tonic/prost/opentelemetry/openraft versions" && false)
 

@@ -227,6 +227,28 @@ impl StreamdClient {
         }
     }
 
+    /// Every stream's summary: name, ARN, status, mode, creation time (pages are followed).
+    pub async fn list_stream_summaries(&self) -> Result<Vec<v1::StreamSummary>, ClientError> {
+        let mut req = v1::ListStreamsRequest {
+            limit: None,
+            exclusive_start_stream_name: None,
+        };
+        let mut summaries = Vec::new();
+        loop {
+            let resp = self
+                .read("ListStreams", req.clone(), |mut c, r| async move {
+                    c.list_streams(r).await
+                })
+                .await?;
+            let more = resp.has_more_streams && !resp.stream_names.is_empty();
+            req.exclusive_start_stream_name = resp.stream_names.last().cloned();
+            summaries.extend(resp.stream_summaries);
+            if !more {
+                return Ok(summaries);
+            }
+        }
+    }
+
     /// Every shard of the stream, open and closed (follows `next_token`).
     pub async fn list_shards(&self, name: &str) -> Result<Vec<v1::Shard>, ClientError> {
         let mut req = v1::ListShardsRequest {

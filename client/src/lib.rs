@@ -9,6 +9,8 @@
 //! - [`client`]: [`StreamdClient`], one method per API call.
 //! - [`read_all`]: draining a shard or an iterator into memory.
 //! - [`wait`]: waiting for a stream to become ACTIVE.
+//! - [`profile`]: which endpoints to use: explicit, `STREAMCTL_ENDPOINT`, a config-file profile,
+//!   or the default (shared with `streamctl`, so programs and the CLI agree).
 //! - [`error`]: [`ClientError`], which carries the server's [`ErrorCode`].
 //!
 //! Placement rule: anything that knows about shard placement (routing, map caches, producers,
@@ -26,6 +28,7 @@
 pub mod client;
 pub mod connect;
 pub mod error;
+pub mod profile;
 pub mod read_all;
 pub mod retry;
 pub mod wait;
