@@ -39,7 +39,8 @@ sdk-tests:
 # Two short fault-injection campaigns with fixed seeds, in network namespaces; each fails on any
 # anomaly (jepsen/README.md runs longer ones). The first draws the process and two-sided network
 # nemeses (partition, pause, leader isolation, lossy links, kill -9) with reshards alongside on
-# three nodes; the second rings, bridges, delayed links through the proxy and clock skew on five
+# three nodes, then the retention phase (clocks jumped past the 24 h retention, property 14); the
+# second rings, bridges, delayed links through the proxy and clock skew on five
 # nodes, since a ring of three is only a bridge (seed 7 draws all four kinds). Then the planted-bug
 # build (a WAL that never fsyncs) under a power cut of every node on FUSE disks that forget
 # unsynced writes: the checker must say valid=false with lost acknowledged records, and the target
@@ -47,7 +48,7 @@ sdk-tests:
 # divergence after a single-node power cut that is still open, see jepsen/README.md.)
 jepsen-smoke:
 	cargo build --release --workspace --all-targets
-	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader,reshard --seed 8 --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader,reshard --seed 8 --retention --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 5 --time-limit 60 --nemesis ring,bridge,delay,clock --seed 7 --out $(CARGO_TARGET_DIR)/jepsen-ci-net --streamd $(STREAMD_BIN)
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 40 --nemesis power-cut,kill --seed 11 --out $(CARGO_TARGET_DIR)/jepsen-ci-power --streamd $(STREAMD_BIN)
 	@$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 12 --nemesis power-cut --seed 3 --recovery-timeout 20 --out $(CARGO_TARGET_DIR)/jepsen-planted --streamd $(CARGO_TARGET_DIR)/release/streamd-planted > $(CARGO_TARGET_DIR)/jepsen-planted.log 2>&1; \

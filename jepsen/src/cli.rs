@@ -113,6 +113,11 @@ pub struct TestArgs {
     /// still not ready is not drained, and the run is a harness failure.
     #[arg(long, default_value_t = 120)]
     pub recovery_timeout: u64,
+    /// After the drain, the retention phase (property 14): records appended around jumps of
+    /// every node's wall clock 12 h and 25 h ahead (libfaketime), read until the records older
+    /// than the 24 h retention are trimmed, and again after a node's restart.
+    #[arg(long)]
+    pub retention: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -206,6 +211,20 @@ mod tests {
         );
         let names: Vec<_> = kinds.iter().map(|k| k.name()).collect();
         assert_eq!(names, vec!["ring", "bridge", "delay", "clock"]);
+    }
+
+    #[test]
+    fn retention_is_off_unless_asked_for() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["streamd-jepsen", "test"];
+            argv.extend(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Test(t) => t.retention,
+                Command::Check(_) => panic!("not a test command"),
+            }
+        };
+        assert!(!parse(&[]));
+        assert!(parse(&["--retention"]));
     }
 
     #[test]

@@ -47,6 +47,33 @@ pub enum F {
     Fault,
     /// The stream's shards, open and closed, as listed after healing (before the drain).
     ShardMap,
+    /// The retention phase (`--retention`, after the drain) starting, or not run: an `info`
+    /// line, with `error` saying why when it was not run.
+    Retention,
+    /// PutRecords of the retention phase; `process` names the set (`retention-A`, `-B`, `-C`).
+    RetentionAppend,
+    /// One node's wall clock set `offset_s` seconds ahead by the retention phase (`node`).
+    RetentionClock,
+    /// A shard read from TRIM_HORIZON to its end or tip through one node (`node`) by the
+    /// retention phase: `ok` with every record, or `fail` with the error.
+    RetentionRead,
+    /// The retention phase's kill -9 of a node (`node`, the invoke) and its restart, complete
+    /// once the node is ready (`ok`) or not (`fail`).
+    RetentionRestart,
+}
+
+impl F {
+    /// The retention phase's lines, which properties 1 to 11 and 15 never see.
+    pub fn is_retention(self) -> bool {
+        matches!(
+            self,
+            F::Retention
+                | F::RetentionAppend
+                | F::RetentionClock
+                | F::RetentionRead
+                | F::RetentionRestart
+        )
+    }
 }
 
 /// The outcome of one record of a PutRecords call.
@@ -167,7 +194,9 @@ pub struct Op {
     #[serde(rename = "type")]
     pub ty: OpType,
     pub f: F,
-    /// `w<i>` writers, `r<i>` readers, `drain-n<i>`, `nemesis`, `setup`.
+    /// `w<i>` writers, `r<i>` readers, `drain-n<i>`, `nemesis`, `setup`; in the retention phase
+    /// `retention-A` (`-B`, `-C`) appends, `retention-clock`, `retention-poll-n<i>` and
+    /// `retention-final-n<i>` reads, `retention-restart`.
     pub process: String,
     /// Shared by an invoke and its completion.
     pub op: u64,
@@ -197,6 +226,9 @@ pub struct Op {
     pub setup: Option<Setup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_map: Option<ShardMap>,
+    /// `retention-clock`: the wall clock offset set, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_s: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -223,6 +255,7 @@ impl Op {
             fault: None,
             setup: None,
             shard_map: None,
+            offset_s: None,
             error: None,
         }
     }

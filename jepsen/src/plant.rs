@@ -24,6 +24,13 @@ pub enum Plant {
     /// A closed parent took a write after it was sealed: its highest acknowledged record moves
     /// to the parent's EndingSequenceNumber, in the acknowledgement and every view: property 10.
     WriteAfterSeal,
+    /// A record past retention comes back after a restart: the first acknowledged set-A record
+    /// of the retention phase is put back, at its sequence number, into every read of its shard
+    /// taken after the restart (needs a history with the retention phase): property 14.
+    Resurrect,
+    /// An unexpired record is trimmed: the first acknowledged set-B record of the retention
+    /// phase disappears from every read of its shard (needs the retention phase): property 14.
+    TrimUnexpired,
 }
 
 /// The bug's command-line name.
@@ -52,8 +59,63 @@ fn views_of<'a>(ops: &'a mut [Op], shard: &'a str) -> impl Iterator<Item = &'a m
     })
 }
 
+/// The first acknowledged record of retention set `set`: (value, shard, seq).
+fn first_retention_ack(ops: &[Op], set: &str) -> Option<(String, String, String)> {
+    let process = format!("retention-{set}");
+    ops.iter()
+        .filter(|op| op.f == F::RetentionAppend && op.ty != OpType::Invoke)
+        .filter(|op| op.process == process)
+        .flat_map(|op| op.results.iter())
+        .find_map(|r| {
+            (r.outcome == Outcome::Ok).then_some(())?;
+            Some((r.value.clone(), r.shard.clone()?, r.seq.clone()?))
+        })
+}
+
+fn plant_retention(ops: &mut [Op], bug: Plant) -> Result<String, String> {
+    let set = if bug == Plant::Resurrect { "A" } else { "B" };
+    let (value, shard, seq) = first_retention_ack(ops, set).ok_or(format!(
+        "the history has no acknowledged set-{set} record (run with --retention)"
+    ))?;
+    let at = Seq::parse(&seq).ok_or("a sequence number that is not a decimal")?;
+    let mut planted = 0;
+    for op in ops.iter_mut().filter(|op| {
+        op.f == F::RetentionRead && op.ty == OpType::Ok && op.shard.as_deref() == Some(&shard)
+    }) {
+        if bug == Plant::Resurrect {
+            if !op.process.starts_with("retention-final") {
+                continue;
+            }
+            let pos = op
+                .records
+                .iter()
+                .position(|r| Seq::parse(&r.0).is_some_and(|q| q > at))
+                .unwrap_or(op.records.len());
+            op.records.insert(pos, Rec(seq.clone(), value.clone()));
+            planted += 1;
+        } else {
+            let before = op.records.len();
+            op.records.retain(|r| r.1 != value);
+            planted += usize::from(op.records.len() < before);
+        }
+    }
+    if planted == 0 {
+        return Err(format!("no retention-phase read of {shard} to plant into"));
+    }
+    Ok(if bug == Plant::Resurrect {
+        format!(
+            "put {value} ({shard}/{seq}, past retention) back into {planted} read(s) after the restart"
+        )
+    } else {
+        format!("removed {value} ({shard}/{seq}, unexpired) from {planted} retention-phase read(s)")
+    })
+}
+
 /// Plants `bug` in `ops`; returns what was done, or why it could not be.
 pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
+    if matches!(bug, Plant::Resurrect | Plant::TrimUnexpired) {
+        return plant_retention(ops, bug);
+    }
     let (line, pos, value, shard, seq) =
         first_ack(ops).ok_or("the history has no acknowledged record")?;
     match bug {
@@ -101,6 +163,7 @@ pub fn plant(ops: &mut [Op], bug: Plant) -> Result<String, String> {
         }
         Plant::Reorder => plant_reorder(ops, &shard),
         Plant::WriteAfterSeal => plant_write_after_seal(ops),
+        Plant::Resurrect | Plant::TrimUnexpired => plant_retention(ops, bug),
     }
 }
 
@@ -238,6 +301,38 @@ mod tests {
             let bad = invalid(&ops);
             assert!(bad.contains(&property), "{bug:?}: invalid {bad:?}");
         }
+    }
+
+    #[test]
+    fn retention_bugs_are_caught_by_property_14() {
+        let mut h = H::default();
+        h.append_ok("w0", 0, 5, &[("a", "s0", 1)]);
+        h.drain(1, "s0", 10, &[(1, "a")]);
+        h.retention_start(20);
+        h.retention_append("A", 30, 40, &[("rA-0", "s0", 10)]);
+        h.retention_jump(&[1], 12 * 3600, 50, 60);
+        h.retention_append("B", 70, 80, &[("rB-0", "s0", 20)]);
+        h.retention_jump(&[1], 25 * 3600, 90, 100);
+        h.retention_read(1, "s0", 30_000, false, Ok(&[(20, "rB-0")]));
+        h.retention_restart(1, 31_000, 33_000, true);
+        h.retention_read(1, "s0", 90_000, true, Ok(&[(20, "rB-0")]));
+        let clean = h.ops;
+        assert!(invalid(&clean).is_empty());
+        for bug in [Plant::Resurrect, Plant::TrimUnexpired] {
+            let mut ops = clean.clone();
+            plant(&mut ops, bug).unwrap();
+            assert_eq!(invalid(&ops), vec![14], "{bug:?}");
+        }
+        let mut ops = clean.clone();
+        plant(&mut ops, Plant::Resurrect).unwrap();
+        assert_eq!(
+            ops.last().unwrap().records,
+            vec![
+                Rec("10".into(), "rA-0".into()),
+                Rec("20".into(), "rB-0".into())
+            ]
+        );
+        assert!(plant(&mut history(), Plant::Resurrect).is_err());
     }
 
     #[test]

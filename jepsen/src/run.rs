@@ -6,8 +6,10 @@
 //! 3. workload (writers, readers) and nemesis for `--time-limit` seconds;
 //! 4. stop the writers, heal everything, wait until every node is ready again, let the readers
 //!    catch up, drain every shard through every node;
-//! 5. tear the cluster and the network down (also on any failure or interrupt);
-//! 6. read `history.jsonl` back and judge it ([`judge`], also what `check` runs).
+//! 5. with `--retention`, the retention phase (`workload/retention.rs`): clocks jumped past the
+//!    retention period, the trim awaited, a node restarted, everything read again;
+//! 6. tear the cluster and the network down (also on any failure or interrupt);
+//! 7. read `history.jsonl` back and judge it ([`judge`], also what `check` runs).
 //!
 //! A failure of the harness itself (no binary, nodes never ready, ...) ends the run with exit code
 //! 2 and `harness_error` in results.json; anomalies end it with exit code 1.
@@ -38,7 +40,7 @@ use crate::nemesis::{self, Kind, Target};
 use crate::net::{self, Netns};
 use crate::proxy::Proxy;
 use crate::report::{self, Results};
-use crate::workload::{self, drain, reader, writer};
+use crate::workload::{self, drain, reader, retention, writer};
 
 const STREAM: &str = "jepsen";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -64,6 +66,7 @@ const RECHECK_KEPT: &[&str] = &[
     "drain",
     "shard_map",
     "unexpected_exits",
+    "retention",
 ];
 
 /// Kills the nodes, stops the proxy, unmounts their FUSE disks and removes the network when
@@ -558,8 +561,11 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     if let Some(Value::Object(topology)) = log.info.get_mut("topology") {
         topology.insert("proxy".into(), json!(proxy.is_some()));
     }
+    // The nodes only follow the clock files if they start with libfaketime preloaded: for the
+    // clock nemesis and for the retention phase.
+    let mut retention_skip = None;
     let clocks = match clock::find_libfaketime() {
-        Some(lib) if kinds.contains(&Kind::Clock) => {
+        Some(lib) if kinds.contains(&Kind::Clock) || args.retention => {
             match Clocks::new(lib.clone(), out, admins(&specs)) {
                 Ok(c) => {
                     with_cluster(&cluster, |cl| {
@@ -570,14 +576,29 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
                     Some(c)
                 }
                 Err(e) => {
-                    kinds.retain(|k| *k != Kind::Clock);
-                    skipped.insert(Kind::Clock.name(), format!("cannot write clock files: {e}"));
+                    if kinds.contains(&Kind::Clock) {
+                        kinds.retain(|k| *k != Kind::Clock);
+                        skipped
+                            .insert(Kind::Clock.name(), format!("cannot write clock files: {e}"));
+                    }
+                    retention_skip = Some(format!("cannot write clock files: {e}"));
                     None
                 }
             }
         }
+        None if args.retention => {
+            retention_skip = Some(
+                "libfaketime is not installed (Debian package `faketime` or `libfaketime`), so \
+                 the nodes' clocks cannot be moved past the retention period"
+                    .to_string(),
+            );
+            None
+        }
         _ => None,
     };
+    if let Some(why) = &retention_skip {
+        log.note(format!("retention phase not run: {why}"));
+    }
     let mut disks = None;
     if kinds.contains(&Kind::PowerCut) {
         let dirs: Vec<(u64, PathBuf)> = specs.iter().map(|s| (s.id, s.data_dir.clone())).collect();
@@ -851,6 +872,65 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         drained.rounds
     );
 
+    if args.retention {
+        let t_ret = Instant::now();
+        let why_not = retention_skip.clone().or_else(|| {
+            recovered
+                .as_ref()
+                .err()
+                .map(|pending| format!("nodes {pending:?} did not recover after healing"))
+        });
+        match (&clocks, why_not) {
+            (_, Some(why)) => retention::skipped(&rec, &why),
+            (None, None) => retention::skipped(&rec, "the nodes were started without libfaketime"),
+            (Some(clocks), None) => {
+                let env = retention::Env {
+                    config: &config,
+                    cluster: cluster.clone(),
+                    clocks,
+                    nodes: specs
+                        .iter()
+                        .map(|s| (s.id, s.grpc_addr.to_string(), s.admin_addr))
+                        .collect(),
+                    shards: drain_shards.iter().map(|s| s.id.clone()).collect(),
+                    rec: &rec,
+                };
+                match retention::run(env).await {
+                    Ok(r) => {
+                        for note in &r.notes {
+                            log.note(note.clone());
+                        }
+                        log.info.insert(
+                            "retention",
+                            json!({
+                                "sent": {"A": r.sent[0], "B": r.sent[1], "C": r.sent[2]},
+                                "acked": {"A": r.acked[0], "B": r.acked[1], "C": r.acked[2]},
+                                "trimmed_after_s": r.trimmed_after.map(|d| d.as_secs_f64()),
+                                "poll_rounds": r.poll_rounds,
+                                "final_rounds": r.final_rounds,
+                                "reads": r.reads,
+                                "restarted": r.restarted,
+                                "ready_after_s": r.ready_after.map(|d| d.as_secs_f64()),
+                            }),
+                        );
+                        println!(
+                            "jepsen: retention phase done in {:.1}s: {} read(s), node {:?} restarted",
+                            r.elapsed.as_secs_f64(),
+                            r.reads,
+                            r.restarted
+                        );
+                    }
+                    Err(e) => {
+                        log.note(format!("retention phase stopped: {e}"));
+                        log.info.insert("retention", json!({"error": e}));
+                    }
+                }
+            }
+        }
+        log.phases
+            .insert("retention_s", t_ret.elapsed().as_secs_f64());
+    }
+
     let _ = crash_stop_tx.send(true);
     let crashes = crash_task.await.unwrap_or_default();
     if !crashes.is_empty() {
@@ -892,6 +972,7 @@ pub async fn test(args: TestArgs) -> i32 {
         json!({"nodes": args.nodes, "time_limit_s": args.time_limit, "shards": args.shards,
                "clients": args.clients, "readers": args.readers, "rate": args.rate,
                "nemesis": args.nemesis.iter().map(|n| n.kind().map_or("none", Kind::name)).collect::<Vec<_>>(),
+               "retention": args.retention,
                "out": out.display().to_string()}),
     );
     log.info.insert("seed", json!(seed));

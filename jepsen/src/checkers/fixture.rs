@@ -230,6 +230,173 @@ impl H {
         }
     }
 
+    /// The retention phase's start line.
+    pub(crate) fn retention_start(&mut self, at_ms: u64) {
+        self.push(Op::new(
+            OpType::Info,
+            F::Retention,
+            "retention",
+            0,
+            at_ms * MS,
+        ));
+    }
+
+    /// The line saying the retention phase was not run, and why.
+    pub(crate) fn retention_skipped(&mut self, at_ms: u64, why: &str) {
+        let mut op = Op::new(OpType::Info, F::Retention, "retention", 0, at_ms * MS);
+        op.error = Some(why.into());
+        self.push(op);
+    }
+
+    /// A retention-phase append of set `set`, every record acknowledged: (value, shard, seq).
+    pub(crate) fn retention_append(
+        &mut self,
+        set: &str,
+        invoke_ms: u64,
+        done_ms: u64,
+        records: &[(&str, &str, u128)],
+    ) {
+        self.append(&format!("retention-{set}"), invoke_ms, done_ms, &[]);
+        let n = self.ops.len();
+        for op in &mut self.ops[n - 2..] {
+            op.f = F::RetentionAppend;
+            op.ty = if op.ty == OpType::Invoke {
+                OpType::Invoke
+            } else {
+                OpType::Ok
+            };
+        }
+        self.ops[n - 2].values = records
+            .iter()
+            .map(|(v, ..)| Put {
+                value: v.to_string(),
+                key: format!("k-{v}"),
+            })
+            .collect();
+        self.ops[n - 1].results = records
+            .iter()
+            .map(|(v, shard, seq)| PutResult {
+                value: v.to_string(),
+                outcome: Outcome::Ok,
+                shard: Some(shard.to_string()),
+                seq: Some(seq.to_string()),
+                error: None,
+            })
+            .collect();
+    }
+
+    /// Each of `nodes`' clocks set `offset_s` ahead, confirmed at `done_ms`.
+    pub(crate) fn retention_jump(
+        &mut self,
+        nodes: &[u64],
+        offset_s: i64,
+        at_ms: u64,
+        done_ms: u64,
+    ) {
+        for &node in nodes {
+            let id = self.id();
+            let mut invoke = Op::new(
+                OpType::Invoke,
+                F::RetentionClock,
+                "retention-clock",
+                id,
+                at_ms * MS,
+            );
+            invoke.node = Some(node);
+            invoke.offset_s = Some(offset_s);
+            let mut done = invoke.clone();
+            done.ty = OpType::Ok;
+            done.time = done_ms * MS;
+            self.push(invoke);
+            self.push(done);
+        }
+    }
+
+    pub(crate) fn retention_jump_failed(
+        &mut self,
+        node: u64,
+        offset_s: i64,
+        at_ms: u64,
+        error: &str,
+    ) {
+        let id = self.id();
+        let mut invoke = Op::new(
+            OpType::Invoke,
+            F::RetentionClock,
+            "retention-clock",
+            id,
+            at_ms * MS,
+        );
+        invoke.node = Some(node);
+        invoke.offset_s = Some(offset_s);
+        let mut done = invoke.clone();
+        done.ty = OpType::Fail;
+        done.time = (at_ms + 1) * MS;
+        done.error = Some(error.into());
+        self.push(invoke);
+        self.push(done);
+    }
+
+    /// A retention-phase read of `shard` through `node`, complete at `done_ms` (sent 1 ms
+    /// before): the records, or the error.
+    pub(crate) fn retention_read(
+        &mut self,
+        node: u64,
+        shard: &str,
+        done_ms: u64,
+        after_restart: bool,
+        result: Result<&[(u128, &str)], &str>,
+    ) {
+        let id = self.id();
+        let round = if after_restart { "final" } else { "poll" };
+        let process = format!("retention-{round}-n{node}");
+        let mut invoke = Op::new(
+            OpType::Invoke,
+            F::RetentionRead,
+            process,
+            id,
+            done_ms * MS - MS,
+        );
+        invoke.shard = Some(shard.into());
+        invoke.node = Some(node);
+        let mut done = invoke.clone();
+        done.time = done_ms * MS;
+        match result {
+            Ok(records) => {
+                done.ty = OpType::Ok;
+                done.records = recs(records);
+            }
+            Err(e) => {
+                done.ty = OpType::Fail;
+                done.error = Some(e.into());
+            }
+        }
+        self.push(invoke);
+        self.push(done);
+    }
+
+    /// The retention phase's kill of `node` at `kill_ms` and its restart, ready (or not) at
+    /// `done_ms`.
+    pub(crate) fn retention_restart(&mut self, node: u64, kill_ms: u64, done_ms: u64, ok: bool) {
+        let id = self.id();
+        let mut invoke = Op::new(
+            OpType::Invoke,
+            F::RetentionRestart,
+            "retention-restart",
+            id,
+            kill_ms * MS,
+        );
+        invoke.node = Some(node);
+        let mut done = invoke.clone();
+        done.ty = if ok { OpType::Ok } else { OpType::Fail };
+        done.time = done_ms * MS;
+        if !ok {
+            done.error = Some("not ready".into());
+        }
+        self.push(invoke);
+        self.push(done);
+    }
+
     pub(crate) fn facts(&self) -> Facts {
         Facts::from_history(&self.ops)
     }

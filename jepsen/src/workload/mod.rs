@@ -8,6 +8,9 @@
 //!   last record read when a call fails.
 //! - `drain.rs`: after healing, every shard from TRIM_HORIZON through every node separately,
 //!   repeated until the drains stop growing.
+//! - `retention.rs`: with `--retention`, after the drain: records appended around jumps of every
+//!   node's wall clock past the retention period, then read until the trim shows, and again
+//!   after a node's restart.
 
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use streamd_client::{ClientError, ClientOptions, StreamdClient};
 
 pub mod drain;
 pub mod reader;
+pub mod retention;
 pub mod writer;
 
 /// What every workload task needs to know.
