@@ -39,6 +39,10 @@ pub struct ShardStateMachine {
     working: ShardState,
     published: Arc<RwLock<ShardState>>,
     notify: watch::Sender<Option<u128>>,
+    /// Puts applied into the sled batch being built, not yet in the tree: (arrival, first
+    /// sequence number). A Trim later in the same batch must see them, or how entries happen to
+    /// be batched (which differs between replicas and on replay) would change what it keeps.
+    unwritten: Vec<(i64, u128)>,
 }
 
 impl ShardStateMachine {
@@ -55,6 +59,7 @@ impl ShardStateMachine {
             working: ShardState::default(),
             published,
             notify,
+            unwritten: Vec::new(),
         }
     }
 
@@ -97,6 +102,7 @@ impl ShardStateMachine {
         let first = SequenceNumber::new(self.group, index, 0).0;
         batch.insert(keys::entry(self.group, first), value);
         batch.insert(keys::time(self.group, arrival, first), Vec::<u8>::new());
+        self.unwritten.push((arrival, first));
         self.working.last_seq = Some(SequenceNumber::new(self.group, index, (count - 1) as u16).0);
         self.working.last_arrival_ms = arrival;
         batch.insert(keys::state(self.group), Self::encode(&self.working));
@@ -121,7 +127,14 @@ impl ShardStateMachine {
         {
             new_trim = keys::parse_time_key(&k).map(|(_, s)| s);
         }
-        let new_trim = match new_trim {
+        // Puts earlier in this batch are newer than anything in the tree (arrival times never
+        // go back), so they only matter when the tree holds nothing to keep.
+        let new_trim = match new_trim.or_else(|| {
+            self.unwritten
+                .iter()
+                .find(|(arrival, _)| *arrival >= cutoff_ms)
+                .map(|(_, first)| *first)
+        }) {
             Some(s) => s,
             // Everything is older than the cutoff: keep nothing.
             None => self
@@ -143,6 +156,10 @@ impl ShardStateMachine {
         }
         for (k, _) in tree.range(time_lo..time_hi).flatten() {
             batch.remove(k);
+        }
+        for &(arrival, first) in self.unwritten.iter().filter(|(_, f)| *f < new_trim) {
+            batch.remove(keys::entry(self.group, first));
+            batch.remove(keys::time(self.group, arrival, first));
         }
         self.working.trim_seq = new_trim;
         batch.insert(keys::state(self.group), Self::encode(&self.working));
@@ -186,6 +203,7 @@ impl GroupStateMachine for ShardStateMachine {
     }
 
     fn applied(&mut self) {
+        self.unwritten.clear();
         let changed = {
             let mut p = self.published.write();
             let changed = p.last_seq != self.working.last_seq || p.sealed != self.working.sealed;
@@ -209,6 +227,7 @@ impl GroupStateMachine for ShardStateMachine {
             },
         };
         self.tree = Some(tree.clone());
+        self.unwritten.clear();
         self.applied();
         Ok(())
     }
@@ -273,6 +292,18 @@ mod tests {
             );
         }
 
+        /// Applies `cmds` (index, command) into one sled batch, as the Raft adapter does with
+        /// a run of committed entries.
+        fn apply_together(&mut self, cmds: &[(u64, ShardCommand)]) {
+            let mut batch = sled::Batch::default();
+            for (index, cmd) in cmds {
+                self.sm
+                    .apply(*index, &bincode::serialize(cmd).unwrap(), &mut batch);
+            }
+            self.tree.apply_batch(batch).unwrap();
+            self.sm.applied();
+        }
+
         fn all(&self) -> Vec<(u128, i64)> {
             let from = self.reader.position(StartAt::TrimHorizon).unwrap();
             let r = self.reader.read(from, 10_000, usize::MAX, 0).unwrap();
@@ -280,6 +311,69 @@ mod tests {
                 .iter()
                 .map(|(s, rec)| (*s, rec.arrival_ms))
                 .collect()
+        }
+    }
+
+    fn put_cmd(arrival_ms: i64) -> ShardCommand {
+        ShardCommand::Put {
+            arrival_ms,
+            records: vec![RecordIn {
+                partition_key: "k".into(),
+                data: b"v".to_vec(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_trim_in_the_same_batch_as_a_put_judges_it_like_any_other_record() {
+        // Whether a Put and the Trim after it share a batch differs between replicas and on
+        // replay; both must keep the same records.
+        for together in [false, true] {
+            let mut r = replica();
+            r.put(1, 1_000, 1);
+            let cmds = [
+                (2, put_cmd(5_000)),
+                (3, put_cmd(1_500)), // arrival made monotonic: 5_000
+                (4, ShardCommand::Trim { cutoff_ms: 2_000 }),
+            ];
+            if together {
+                r.apply_together(&cmds);
+            } else {
+                for (i, c) in &cmds {
+                    r.apply(*i, c);
+                }
+            }
+            let kept: Vec<i64> = r.all().iter().map(|(_, a)| *a).collect();
+            assert_eq!(kept, vec![5_000, 5_000], "together={together}");
+            assert_eq!(
+                r.reader.position(StartAt::TrimHorizon).unwrap(),
+                SequenceNumber::new(GROUP, 2, 0).0,
+                "together={together}"
+            );
+
+            // A put older than the cutoff in the same batch is trimmed, keys and all.
+            let mut r = replica();
+            r.put(1, 1_000, 1);
+            let cmds = [
+                (2, put_cmd(1_200)),
+                (3, ShardCommand::Trim { cutoff_ms: 2_000 }),
+            ];
+            if together {
+                r.apply_together(&cmds);
+            } else {
+                for (i, c) in &cmds {
+                    r.apply(*i, c);
+                }
+            }
+            assert!(r.all().is_empty(), "together={together}");
+            let left: Vec<_> = r
+                .tree
+                .iter()
+                .keys()
+                .map(|k| k.unwrap())
+                .filter(|k| k.as_ref() != keys::state(GROUP).as_slice())
+                .collect();
+            assert!(left.is_empty(), "together={together}: {left:?}");
         }
     }
 
