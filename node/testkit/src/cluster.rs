@@ -483,6 +483,13 @@ impl Cluster {
         self.wait_ready(&[id]).await;
     }
 
+    /// Starts node `id` again with the same arguments and data (killing it first if it runs),
+    /// without waiting until it is ready: for tests of a node that cannot become ready yet.
+    pub fn respawn(&mut self, id: u64) {
+        self.kill9(id);
+        self.spawn(id);
+    }
+
     /// Starts node `id` if it is stopped and waits until it is ready.
     pub async fn start(&mut self, id: u64) {
         if !self.is_running(id) {

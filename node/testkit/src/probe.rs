@@ -13,6 +13,16 @@ const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 
 /// The HTTP status code `GET path` answers with, within `timeout`.
 pub async fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<u16> {
+    let (code, _) = http_get(addr, path, timeout).await?;
+    Ok(code)
+}
+
+/// `GET path`: the status code and the body (at most 64 KiB of the answer), within `timeout`.
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
     let probe = async {
         let mut stream = TcpStream::connect(addr).await?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -22,7 +32,12 @@ pub async fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> io:
             .take(MAX_ANSWER_BYTES)
             .read_to_end(&mut answer)
             .await?;
-        parse_status_line(&answer)
+        let code = parse_status_line(&answer)?;
+        let text = String::from_utf8_lossy(&answer);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string());
+        Ok((code, body))
     };
     tokio::time::timeout(timeout, probe)
         .await

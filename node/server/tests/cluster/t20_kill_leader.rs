@@ -1,6 +1,6 @@
 //! SIGKILL of a shard leader under continuous writes: writes to its shard are acknowledged again
 //! within 10 s, the restarted node catches up until all three replicas hold identical shards, and
-//! no acknowledged record is lost.
+//! no acknowledged record is lost. And a restarted leader never resumes its old term.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -256,4 +256,144 @@ fn difference(a: &StreamRecords, b: &StreamRecords) -> Option<String> {
         }
     }
     None
+}
+
+const RESTORE_STREAM: &str = "t20-restore";
+
+/// `(group, term, is_leader)` of every group in a node's `/metrics`.
+async fn raft_groups(cluster: &Cluster, node: u64) -> Result<Vec<(u64, u64, bool)>, String> {
+    let (code, body) = streamd_testkit::probe::http_get(
+        cluster.admin_addr(node),
+        "/metrics",
+        Duration::from_secs(2),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if code != 200 {
+        return Err(format!("/metrics answered {code}"));
+    }
+    let value = |metric: &str, group: u64| {
+        let prefix = format!("{metric}{{group=\"{group}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<u64>().ok())
+    };
+    let groups: Vec<u64> = body
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("streamd_raft_term{group=\"")?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    Ok(groups
+        .into_iter()
+        .map(|g| {
+            (
+                g,
+                value("streamd_raft_term", g).unwrap_or(0),
+                value("streamd_raft_is_leader", g) == Some(1),
+            )
+        })
+        .collect())
+}
+
+/// A leader may have sent entries it had not yet made durable itself, so after a restart it
+/// must not resume leadership of its old term (it could write a different entry under a log id a
+/// follower already holds). Restarted while both its peers are stopped, it cannot win a new
+/// election, so it must stay a follower until they are back; then a leader of a newer term takes
+/// writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_leader_must_win_a_new_election() {
+    bounded(Duration::from_secs(180), "t20-restore", async {
+        let mut cluster = start_cluster(3, true).await;
+        let client = cluster.client();
+        client.create_stream(RESTORE_STREAM, 1).await.unwrap();
+        client
+            .wait_stream_active(RESTORE_STREAM, Duration::from_secs(60))
+            .await
+            .unwrap();
+        client
+            .put_record(RESTORE_STREAM, "k", &b"before"[..])
+            .await
+            .unwrap();
+        let leader = shard_leader(&client, RESTORE_STREAM, SHARD_0).await;
+        // The stream's one shard is the only group besides the metadata group (0).
+        let (group, term) = wait_ok(
+            Duration::from_secs(30),
+            "the shard leader's metrics to show it leading its group",
+            || async {
+                raft_groups(&cluster, leader)
+                    .await?
+                    .into_iter()
+                    .find(|(g, _, led)| *g != 0 && *led)
+                    .map(|(g, t, _)| (g, t))
+                    .ok_or_else(|| "not leading a shard group".to_string())
+            },
+        )
+        .await;
+        let others: Vec<u64> = cluster
+            .node_ids()
+            .into_iter()
+            .filter(|n| *n != leader)
+            .collect();
+        for &n in &others {
+            cluster.pause(n);
+        }
+        cluster.respawn(leader);
+        eprintln!("t20-restore: node {leader} led group {group} in term {term}; peers stopped, it restarted");
+        wait_ok(
+            Duration::from_secs(30),
+            "the restarted node to open the shard group",
+            || async {
+                let groups = raft_groups(&cluster, leader).await?;
+                groups
+                    .iter()
+                    .any(|(g, _, _)| *g == group)
+                    .then_some(())
+                    .ok_or_else(|| "group not open yet".to_string())
+            },
+        )
+        .await;
+        // Several election timeouts (1-2 s): a restored leader would show at once and stay.
+        let watch_until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < watch_until {
+            let groups = raft_groups(&cluster, leader).await.unwrap_or_default();
+            assert!(
+                !groups.iter().any(|(g, _, led)| *g == group && *led),
+                "node {leader} leads group {group} again without its peers: {groups:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for &n in &others {
+            cluster.resume(n);
+        }
+        let new_term = wait_ok(
+            Duration::from_secs(30),
+            "a leader of the shard group in a newer term",
+            || async {
+                for n in cluster.node_ids() {
+                    if let Ok(groups) = raft_groups(&cluster, n).await
+                        && let Some((_, t, _)) =
+                            groups.iter().find(|(g, t, led)| *g == group && *led && *t > term)
+                    {
+                        return Ok(*t);
+                    }
+                }
+                Err("no leader of a newer term yet".to_string())
+            },
+        )
+        .await;
+        eprintln!("t20-restore: group {group} has a leader in term {new_term} (was {term})");
+        wait_ok(Duration::from_secs(30), "a write after the restart", || async {
+            client
+                .put_record(RESTORE_STREAM, "k", &b"after"[..])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    })
+    .await;
 }
