@@ -148,11 +148,7 @@ pub fn plan_rebalance(
             break;
         };
         planned.insert(group);
-        for (node, delta) in [(from, -1isize), (to, 1)] {
-            if let Some(l) = load.get_mut(&node) {
-                *l = l.saturating_add_signed(delta);
-            }
-        }
+        shift_one(&mut load, from, to);
         moves.push((group, from, to));
     }
     moves
@@ -225,14 +221,20 @@ pub fn plan_leader_balance(
             break;
         };
         moved.insert(group);
-        for (node, delta) in [(from, -1isize), (to, 1)] {
-            if let Some(c) = count.get_mut(&node) {
-                *c = c.saturating_add_signed(delta);
-            }
-        }
+        shift_one(&mut count, from, to);
         transfers.push((group, from, to));
     }
     transfers
+}
+
+/// Moves one unit of a per-node count from `from` to `to` (a planned replica move or leader
+/// transfer), so the next pick sees the counts after it.
+fn shift_one(counts: &mut BTreeMap<u64, usize>, from: u64, to: u64) {
+    for (node, delta) in [(from, -1isize), (to, 1)] {
+        if let Some(c) = counts.get_mut(&node) {
+            *c = c.saturating_add_signed(delta);
+        }
+    }
 }
 
 #[cfg(test)]
