@@ -27,6 +27,7 @@
 
 pub mod client;
 pub mod connect;
+pub mod duration;
 pub mod error;
 pub mod profile;
 pub mod read_all;

@@ -1,32 +1,8 @@
-//! Durations and timestamps as people type and read them: `500ms`, `30s`, `2m`;
-//! `2026-11-26T08:00:00Z` or epoch milliseconds. Civil-date arithmetic is a few lines, not worth
+//! Timestamps as people type and read them: `2026-11-26T08:00:00Z` or epoch milliseconds
+//! (durations are `streamd_client::duration`). Civil-date arithmetic is a few lines, not worth
 //! a date crate (the Kinesis shim makes the same choice in node/kinesis/src/codec/mod.rs).
 
-use std::time::Duration;
-
-/// `20s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?} (try 500ms, 30s, 2m)"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("bad duration {s:?}: {e}"))
-}
+pub(crate) use streamd_client::duration::parse_duration;
 
 /// Epoch milliseconds of `s`: all digits are epoch milliseconds; otherwise RFC 3339
 /// (`2026-11-26T08:00:00Z`, `2026-11-26T09:00:00.5+01:00`).
@@ -159,6 +135,8 @@ fn parse_rfc3339_millis(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -12,29 +12,7 @@ use streamd_proto::v1;
 /// Largest latency the histogram holds: 10 minutes, in microseconds.
 const MAX_LATENCY_US: u64 = 600_000_000;
 
-/// `20s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?}"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown duration unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("bad duration {s:?}: {e}"))
-}
+pub use streamd_client::duration::parse_duration;
 
 /// One producer's counts; producers' stats are merged at the end.
 #[derive(Debug, Clone)]
