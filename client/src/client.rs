@@ -33,6 +33,7 @@ pub fn entry(
         data: data.into(),
         partition_key: partition_key.into(),
         explicit_hash_key: None,
+        producer_seq: None,
     }
 }
 
@@ -412,6 +413,7 @@ impl StreamdClient {
         let req = v1::PutRecordsRequest {
             stream_name: name.to_string(),
             records,
+            producer_id: None,
         };
         self.write("PutRecords", req, |mut c, r| async move {
             c.put_records(r).await

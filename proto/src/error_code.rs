@@ -27,10 +27,12 @@ pub enum ErrorCode {
     /// No leader could be reached in time; the outcome of a write is unknown.
     Unavailable,
     InternalFailure,
+    /// A consumer-group lease is held by another worker, or under a newer counter.
+    LeaseConflict,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::ResourceNotFound,
         ErrorCode::ResourceInUse,
         ErrorCode::InvalidArgument,
@@ -45,6 +47,7 @@ impl ErrorCode {
         ErrorCode::ShardClosed,
         ErrorCode::Unavailable,
         ErrorCode::InternalFailure,
+        ErrorCode::LeaseConflict,
     ];
 
     /// The `__type` Kinesis clients see.
@@ -65,6 +68,7 @@ impl ErrorCode {
                 "ProvisionedThroughputExceededException"
             }
             ErrorCode::Unavailable | ErrorCode::InternalFailure => "InternalFailure",
+            ErrorCode::LeaseConflict => "ResourceInUseException",
         }
     }
 
@@ -75,6 +79,7 @@ impl ErrorCode {
             ErrorCode::StaleMapEpoch => "StaleMapEpoch",
             ErrorCode::ShardClosed => "ShardClosed",
             ErrorCode::Unavailable => "ServiceUnavailable",
+            ErrorCode::LeaseConflict => "LeaseConflict",
             other => other.kinesis_type(),
         }
     }
@@ -95,7 +100,7 @@ impl ErrorCode {
         use tonic::Code;
         match self {
             ErrorCode::ResourceNotFound => Code::NotFound,
-            ErrorCode::ResourceInUse => Code::FailedPrecondition,
+            ErrorCode::ResourceInUse | ErrorCode::LeaseConflict => Code::FailedPrecondition,
             ErrorCode::InvalidArgument | ErrorCode::Validation | ErrorCode::ExpiredNextToken => {
                 Code::InvalidArgument
             }

@@ -107,4 +107,28 @@ impl Streamd for StreamdService {
     async fn drain_node(&self, r: Request<v1::DrainNodeRequest>) -> R<v1::DrainNodeResponse> {
         done(self.gw.drain_node(r.into_inner()).await)
     }
+    async fn register_stream_consumer(
+        &self,
+        r: Request<v1::RegisterStreamConsumerRequest>,
+    ) -> R<v1::RegisterStreamConsumerResponse> {
+        done(self.gw.register_stream_consumer(r.into_inner()).await)
+    }
+    async fn list_stream_consumers(
+        &self,
+        r: Request<v1::ListStreamConsumersRequest>,
+    ) -> R<v1::ListStreamConsumersResponse> {
+        done(self.gw.list_stream_consumers(r.into_inner()))
+    }
+    async fn deregister_stream_consumer(
+        &self,
+        r: Request<v1::DeregisterStreamConsumerRequest>,
+    ) -> R<v1::DeregisterStreamConsumerResponse> {
+        done(self.gw.deregister_stream_consumer(r.into_inner()).await)
+    }
+    async fn update_lease(&self, r: Request<v1::UpdateLeaseRequest>) -> R<v1::UpdateLeaseResponse> {
+        done(self.gw.update_lease(r.into_inner()).await)
+    }
+    async fn list_leases(&self, r: Request<v1::ListLeasesRequest>) -> R<v1::ListLeasesResponse> {
+        done(self.gw.list_leases(r.into_inner()))
+    }
 }

@@ -8,6 +8,7 @@ use streamd_proto::ErrorCode;
 use streamd_proto::ids::{HashKeyRange, SequenceNumber, ShardId};
 use streamd_proto::limits::{MAX_RETENTION_HOURS, MIN_RETENTION_HOURS};
 
+use crate::leases::{Lease, LeaseOp};
 use crate::placement::place_replicas;
 use crate::reshard::ReshardRequest;
 use crate::state::{
@@ -143,6 +144,16 @@ pub enum MetaCommand {
         group: u64,
         to: u64,
     },
+    /// A consumer-group lease operation. `now_ms` is the metadata leader's clock, stamped when
+    /// the command is proposed (`stamp_leader_clock`).
+    Lease {
+        app: String,
+        stream: String,
+        shard: String,
+        owner: String,
+        op: LeaseOp,
+        now_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +165,7 @@ pub enum MetaReply {
         after: Vec<String>,
     },
     Consumer(ConsumerMeta),
+    Lease(Lease),
 }
 
 /// The applied outcome: a reply, or a catalogue error name and message.
@@ -176,7 +188,14 @@ impl MetaState {
             cmd,
             MetaCommand::DeleteStream { .. } | MetaCommand::ExpireShards { .. }
         );
+        let deleted = match &cmd {
+            MetaCommand::DeleteStream { name, .. } => Some(name.clone()),
+            _ => None,
+        };
         let result = self.apply_command(cmd);
+        if let (Some(name), Ok(_)) = (deleted, &result) {
+            self.leases.retain(|(_, stream), _| *stream != name);
+        }
         if drops_groups && !self.moving.is_empty() {
             // A move of a group that no longer exists never finishes: forget it, or it would
             // hold a slot of the rebalancing budget forever.
@@ -597,7 +616,49 @@ impl MetaState {
                 }
                 Ok(MetaReply::Done)
             }
+            MetaCommand::Lease {
+                app,
+                stream,
+                shard,
+                owner,
+                op,
+                now_ms,
+            } => self.apply_lease(app, stream, &shard, &owner, &op, now_ms),
         }
+    }
+
+    fn apply_lease(
+        &mut self,
+        app: String,
+        stream: String,
+        shard: &str,
+        owner: &str,
+        op: &LeaseOp,
+        now_ms: i64,
+    ) -> MetaResult {
+        if app.is_empty() || app.len() > 256 || owner.is_empty() || owner.len() > 256 {
+            return err(
+                ErrorCode::InvalidArgument,
+                "application and owner names must be 1 to 256 bytes",
+            );
+        }
+        let Some(s) = self.streams.get(&stream) else {
+            return not_found(&stream);
+        };
+        if !s.shards.iter().any(|sh| sh.shard_id.to_string() == shard) {
+            return err(
+                ErrorCode::ResourceNotFound,
+                format!(
+                    "Shard {shard} in stream {stream} under account 000000000000 does not exist"
+                ),
+            );
+        }
+        self.leases
+            .entry((app, stream))
+            .or_default()
+            .apply(shard, owner, op, now_ms)
+            .map(MetaReply::Lease)
+            .map_err(|(code, msg)| (code.name().to_string(), msg))
     }
 
     fn add_node(&mut self, id: u64, addr: String) -> MetaResult {

@@ -8,6 +8,8 @@
 //!   rebalancing after a join, leader balancing.
 //! - `reshard.rs`: SplitShard, MergeShards and UpdateShardCount as planned waves of splits and
 //!   merges (pure planning, applied by `commands.rs`).
+//! - `leases.rs`: consumer-group leases, compare-and-set on (owner, counter), with expiry on
+//!   the metadata leader's clock.
 //! - `planner.rs`: pure reconciliation: what this node must do so its Raft groups match the map
 //!   (open, initialize, drop, report ready). The server's driver carries the actions out.
 //! - `state_machine.rs`: the Raft state machine over [`MetaState`].
@@ -15,6 +17,7 @@
 //! Nothing here does network I/O.
 
 mod commands;
+mod leases;
 mod placement;
 mod planner;
 mod reshard;
@@ -26,6 +29,7 @@ mod testing;
 pub use commands::{
     MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,
 };
+pub use leases::{Lease, LeaseOp, LeaseTable, MAX_LEASE_MS, SHARD_END};
 pub use placement::{
     MAX_CONCURRENT_MOVES, MAX_LEADER_TRANSFERS, place_replicas, plan_leader_balance,
     plan_rebalance, plan_repairs,

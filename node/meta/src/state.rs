@@ -175,6 +175,8 @@ pub struct MetaState {
     /// Replica moves whose group has not yet switched its voters: group -> (from, to). Bounds
     /// how many rebalancing moves run at once and keeps a group to one move at a time.
     pub moving: BTreeMap<u64, (u64, u64)>,
+    /// Consumer-group leases by (application, stream).
+    pub leases: BTreeMap<(String, String), crate::leases::LeaseTable>,
 }
 
 impl MetaState {

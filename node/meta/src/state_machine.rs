@@ -96,11 +96,44 @@ impl GroupService for MetaService {
             if !status.is_leader {
                 return Err(ApiError::not_leader(status.leader));
             }
-            handle.propose(request).await.map_err(ApiError::from)
+            handle
+                .propose(stamp_leader_clock(request))
+                .await
+                .map_err(ApiError::from)
         })
     }
 
     fn query(&self, _request: &[u8]) -> Result<Vec<u8>, ApiError> {
         bincode::serialize(&*self.state.read()).map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// Lease expiry is judged on one clock, the metadata leader's: a lease command gets the
+/// leader's time here, whatever node it came through.
+fn stamp_leader_clock(request: Vec<u8>) -> Vec<u8> {
+    match bincode::deserialize::<MetaCommand>(&request) {
+        Ok(MetaCommand::Lease {
+            app,
+            stream,
+            shard,
+            owner,
+            op,
+            ..
+        }) => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            bincode::serialize(&MetaCommand::Lease {
+                app,
+                stream,
+                shard,
+                owner,
+                op,
+                now_ms,
+            })
+            .unwrap_or(request)
+        }
+        _ => request,
     }
 }

@@ -13,8 +13,11 @@ use streamd_raft::GroupStateMachine;
 use streamd_storage::sled;
 use tokio::sync::watch;
 
-use crate::command::{ApplyReply, ShardCommandView};
+use crate::command::{
+    ApplyReply, IdempotentOutcome, RecordIn, ShardCommand, ShardCommandView, StoredEntry,
+};
 use crate::keys;
+use crate::producers::ProducerWindows;
 
 /// bincode 1 writes an enum's variant index as a little-endian u32 before its fields.
 const VARIANT_TAG_BYTES: usize = 4;
@@ -43,6 +46,7 @@ pub struct ShardStateMachine {
     /// sequence number). A Trim later in the same batch must see them, or how entries happen to
     /// be batched (which differs between replicas and on replay) would change what it keeps.
     unwritten: Vec<(i64, u128)>,
+    producers: ProducerWindows,
 }
 
 impl ShardStateMachine {
@@ -60,6 +64,7 @@ impl ShardStateMachine {
             published,
             notify,
             unwritten: Vec::new(),
+            producers: ProducerWindows::default(),
         }
     }
 
@@ -94,8 +99,24 @@ impl ShardStateMachine {
                 count: 0,
             };
         };
+        self.store_entry(index, arrival_ms, body.to_vec(), count, batch);
+        ApplyReply::Put {
+            log_index: index,
+            count: count as u32,
+        }
+    }
+
+    /// Stores `value` (an encoded [`StoredEntry`] of `count` records) as the entry of log
+    /// `index`, with its arrival time made monotonic.
+    fn store_entry(
+        &mut self,
+        index: u64,
+        arrival_ms: i64,
+        mut value: Vec<u8>,
+        count: usize,
+        batch: &mut sled::Batch,
+    ) {
         let arrival = arrival_ms.max(self.working.last_arrival_ms);
-        let mut value = body.to_vec();
         if let Some(stamp) = value.get_mut(..8) {
             stamp.copy_from_slice(&arrival.to_le_bytes());
         }
@@ -106,9 +127,63 @@ impl ShardStateMachine {
         self.working.last_seq = Some(SequenceNumber::new(self.group, index, (count - 1) as u16).0);
         self.working.last_arrival_ms = arrival;
         batch.insert(keys::state(self.group), Self::encode(&self.working));
-        ApplyReply::Put {
+    }
+
+    /// A Put from an idempotent producer: records numbered above the producer's newest stored
+    /// one are written; the others are answered with what they got the first time.
+    fn apply_put_idempotent(
+        &mut self,
+        index: u64,
+        arrival_ms: i64,
+        producer: u64,
+        records: Vec<RecordIn>,
+        seqs: &[u64],
+        batch: &mut sled::Batch,
+    ) -> ApplyReply {
+        if self.working.sealed.is_some() {
+            return ApplyReply::Closed;
+        }
+        let tree = self.tree.as_ref();
+        let mut last = self.producers.last(tree, self.group, producer);
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut kept = Vec::new();
+        let mut written = Vec::new();
+        let max_records = SequenceNumber::MAX_POSITION as usize + 1;
+        for (record, &seq) in records.into_iter().zip(seqs) {
+            match last {
+                Some(l) if seq <= l => outcomes.push(
+                    match self.producers.lookup(tree, self.group, producer, seq, l) {
+                        Some(sequence_number) => IdempotentOutcome::Duplicate { sequence_number },
+                        None => IdempotentOutcome::TooOld { last_seq: l },
+                    },
+                ),
+                _ if kept.len() >= max_records => {
+                    outcomes.push(IdempotentOutcome::TooOld {
+                        last_seq: last.unwrap_or(0),
+                    });
+                }
+                _ => {
+                    let position = kept.len() as u16;
+                    written.push((seq, SequenceNumber::new(self.group, index, position).0));
+                    outcomes.push(IdempotentOutcome::Written { position });
+                    kept.push(record);
+                    last = Some(seq);
+                }
+            }
+        }
+        if let (false, Some(l)) = (kept.is_empty(), last) {
+            let count = kept.len();
+            let value = Self::encode(&StoredEntry {
+                arrival_ms,
+                records: kept,
+            });
+            self.store_entry(index, arrival_ms, value, count, batch);
+            self.producers
+                .record(self.tree.as_ref(), self.group, producer, &written, l, batch);
+        }
+        ApplyReply::PutIdempotent {
             log_index: index,
-            count: count as u32,
+            outcomes,
         }
     }
 
@@ -192,6 +267,33 @@ impl GroupStateMachine for ShardStateMachine {
             }) => self.apply_put(index, command, arrival_ms, records.len(), batch),
             Ok(ShardCommandView::Trim { cutoff_ms }) => self.apply_trim(cutoff_ms, batch),
             Ok(ShardCommandView::Seal { op_id }) => self.apply_seal(index, op_id, batch),
+            // Rare next to plain Puts: decoded again as owned records, since the stored entry
+            // keeps only the records written now.
+            Ok(ShardCommandView::PutIdempotent { .. }) => {
+                match bincode::deserialize::<ShardCommand>(command) {
+                    Ok(ShardCommand::PutIdempotent {
+                        arrival_ms,
+                        records,
+                        producer_id,
+                        seqs,
+                    }) => self.apply_put_idempotent(
+                        index,
+                        arrival_ms,
+                        producer_id,
+                        records,
+                        &seqs,
+                        batch,
+                    ),
+                    _ => {
+                        tracing::error!(
+                            group_id = self.group,
+                            index,
+                            "skipping undecodable idempotent put"
+                        );
+                        ApplyReply::Trimmed
+                    }
+                }
+            }
             Err(e) => {
                 // Only a bug can put an undecodable command in the log; every replica skips it
                 // alike, so they stay identical.
@@ -204,6 +306,7 @@ impl GroupStateMachine for ShardStateMachine {
 
     fn applied(&mut self) {
         self.unwritten.clear();
+        self.producers.applied();
         let changed = {
             let mut p = self.published.write();
             let changed = p.last_seq != self.working.last_seq || p.sealed != self.working.sealed;
@@ -228,6 +331,7 @@ impl GroupStateMachine for ShardStateMachine {
         };
         self.tree = Some(tree.clone());
         self.unwritten.clear();
+        self.producers.reset();
         self.applied();
         Ok(())
     }
@@ -504,5 +608,177 @@ mod tests {
         let mut again = ShardStateMachine::new(GROUP, Arc::default(), watch::channel(None).0);
         again.reload(&r.tree).unwrap();
         assert_eq!(again.working.sealed, Some((7, ending)));
+    }
+
+    fn idem(producer_id: u64, seqs: &[u64]) -> ShardCommand {
+        ShardCommand::PutIdempotent {
+            arrival_ms: 100,
+            records: seqs
+                .iter()
+                .map(|s| RecordIn {
+                    partition_key: "k".into(),
+                    data: s.to_le_bytes().to_vec(),
+                })
+                .collect(),
+            producer_id,
+            seqs: seqs.to_vec(),
+        }
+    }
+
+    fn outcomes(reply: ApplyReply) -> Vec<IdempotentOutcome> {
+        match reply {
+            ApplyReply::PutIdempotent { outcomes, .. } => outcomes,
+            other => panic!("not an idempotent reply: {other:?}"),
+        }
+    }
+
+    fn stored_numbers(r: &Replica) -> Vec<u64> {
+        let from = r.reader.position(StartAt::TrimHorizon).unwrap();
+        let read = r.reader.read(from, 10_000, usize::MAX, 0).unwrap();
+        read.records
+            .iter()
+            .map(|(_, rec)| u64::from_le_bytes(rec.data.as_slice().try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_retried_idempotent_put_gets_its_first_answer_and_writes_nothing() {
+        use IdempotentOutcome::*;
+        let seq = |index, p| SequenceNumber::new(GROUP, index, p).0;
+        // The retry may share a sled batch with the first write (a replay, a follower catching
+        // up) or not: the answers and the contents must not depend on it.
+        for together in [false, true] {
+            let mut r = replica();
+            let cmds = [
+                (2, idem(9, &[1, 2, 3])),
+                (3, idem(9, &[1, 2, 3])),
+                (4, idem(9, &[2, 3, 4, 5])),
+            ];
+            let replies: Vec<Vec<IdempotentOutcome>> = if together {
+                let mut batch = sled::Batch::default();
+                let replies = cmds
+                    .iter()
+                    .map(|(i, c)| {
+                        let b = r.sm.apply(*i, &bincode::serialize(c).unwrap(), &mut batch);
+                        outcomes(bincode::deserialize(&b).unwrap())
+                    })
+                    .collect();
+                r.tree.apply_batch(batch).unwrap();
+                r.sm.applied();
+                replies
+            } else {
+                cmds.iter().map(|(i, c)| outcomes(r.apply(*i, c))).collect()
+            };
+            let written = |n: u16| {
+                (0..n)
+                    .map(|position| Written { position })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(replies[0], written(3), "together={together}");
+            let first: Vec<_> = (0..3)
+                .map(|p| Duplicate {
+                    sequence_number: seq(2, p),
+                })
+                .collect();
+            assert_eq!(replies[1], first, "together={together}");
+            assert_eq!(
+                replies[2],
+                vec![
+                    Duplicate {
+                        sequence_number: seq(2, 1)
+                    },
+                    Duplicate {
+                        sequence_number: seq(2, 2)
+                    },
+                    Written { position: 0 },
+                    Written { position: 1 },
+                ],
+                "together={together}"
+            );
+            assert_eq!(
+                stored_numbers(&r),
+                vec![1, 2, 3, 4, 5],
+                "together={together}"
+            );
+            // A second producer numbers independently.
+            assert_eq!(outcomes(r.apply(5, &idem(10, &[1]))), written(1));
+        }
+    }
+
+    #[test]
+    fn a_number_below_the_newest_that_was_never_written_here_is_refused() {
+        let mut r = replica();
+        r.apply(2, &idem(9, &[10, 12]));
+        // 11 went to another shard, or is a retry overtaken by a later write: either way this
+        // shard cannot tell it from a duplicate, so it refuses rather than guess.
+        assert_eq!(
+            outcomes(r.apply(3, &idem(9, &[11]))),
+            vec![IdempotentOutcome::TooOld { last_seq: 12 }]
+        );
+        assert_eq!(stored_numbers(&r), vec![10, 12]);
+        // Survives a restart: the newest number is read back from the tree.
+        let mut again = ShardStateMachine::new(GROUP, Arc::default(), watch::channel(None).0);
+        again.reload(&r.tree).unwrap();
+        let mut batch = sled::Batch::default();
+        let reply = again.apply(
+            4,
+            &bincode::serialize(&idem(9, &[12, 13])).unwrap(),
+            &mut batch,
+        );
+        assert_eq!(
+            outcomes(bincode::deserialize(&reply).unwrap()),
+            vec![
+                IdempotentOutcome::Duplicate {
+                    sequence_number: SequenceNumber::new(GROUP, 2, 1).0
+                },
+                IdempotentOutcome::Written { position: 0 },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_window_forgets_old_numbers_alike_in_any_batching() {
+        let far = crate::producers::PRODUCER_WINDOW + 5;
+        for together in [false, true] {
+            let mut r = replica();
+            r.apply(2, &idem(9, &[1]));
+            let cmds = [(3, idem(9, &[far])), (4, idem(9, &[1]))];
+            let last = if together {
+                let mut batch = sled::Batch::default();
+                let mut last = Vec::new();
+                for (i, c) in &cmds {
+                    let b = r.sm.apply(*i, &bincode::serialize(c).unwrap(), &mut batch);
+                    last = outcomes(bincode::deserialize(&b).unwrap());
+                }
+                r.tree.apply_batch(batch).unwrap();
+                r.sm.applied();
+                last
+            } else {
+                cmds.iter()
+                    .map(|(i, c)| outcomes(r.apply(*i, c)))
+                    .last()
+                    .unwrap()
+            };
+            assert_eq!(
+                last,
+                vec![IdempotentOutcome::TooOld { last_seq: far }],
+                "together={together}"
+            );
+            assert!(
+                r.tree
+                    .get(keys::producer_seq(GROUP, 9, 1))
+                    .unwrap()
+                    .is_none(),
+                "together={together}: the pruned number is still stored"
+            );
+        }
+    }
+
+    #[test]
+    fn an_idempotent_put_to_a_sealed_shard_writes_nothing() {
+        let mut r = replica();
+        r.apply(2, &ShardCommand::Seal { op_id: 1 });
+        assert!(matches!(r.apply(3, &idem(9, &[1])), ApplyReply::Closed));
+        assert!(stored_numbers(&r).is_empty());
     }
 }

@@ -24,6 +24,13 @@ pub enum ShardRequest {
     Seal {
         op_id: u64,
     },
+    /// A Put from an idempotent producer: `seqs[i]` is the producer's number for `records[i]`,
+    /// increasing along the request.
+    PutIdempotent {
+        producer_id: u64,
+        records: Vec<RecordIn>,
+        seqs: Vec<u64>,
+    },
 }
 
 /// [`ShardRequest::Put`] encoded from borrowed records, so a writer keeps its records for a
@@ -51,6 +58,13 @@ pub(crate) enum ShardCommand {
     Seal {
         op_id: u64,
     },
+    /// Unlike a Put, stored re-encoded: only the records not written before are kept.
+    PutIdempotent {
+        arrival_ms: i64,
+        records: Vec<RecordIn>,
+        producer_id: u64,
+        seqs: Vec<u64>,
+    },
 }
 
 /// A zero-copy view of a [`ShardCommand`], for apply: only the record count is needed there.
@@ -66,6 +80,17 @@ pub(crate) enum ShardCommandView<'a> {
     },
     Seal {
         op_id: u64,
+    },
+    /// Only recognised here; apply decodes it again as owned records.
+    PutIdempotent {
+        #[serde(rename = "arrival_ms")]
+        _arrival_ms: i64,
+        #[serde(rename = "records", borrow)]
+        _records: Vec<RecordView<'a>>,
+        #[serde(rename = "producer_id")]
+        _producer_id: u64,
+        #[serde(rename = "seqs")]
+        _seqs: Vec<u64>,
     },
 }
 
@@ -177,6 +202,24 @@ pub(crate) enum ApplyReply {
     Sealed {
         ending_seq: u128,
     },
+    /// One outcome per record of an idempotent Put; written records got
+    /// `SequenceNumber::new(group, log_index, position)`.
+    PutIdempotent {
+        log_index: u64,
+        outcomes: Vec<IdempotentOutcome>,
+    },
+}
+
+/// What became of one record of an idempotent Put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum IdempotentOutcome {
+    /// Written now, at this position of the entry.
+    Written { position: u16 },
+    /// Stored before under this sequence number; not written again.
+    Duplicate { sequence_number: u128 },
+    /// Numbered at or below the producer's last stored record, yet not among the recent ones
+    /// the shard remembers: a write or retry far out of order.
+    TooOld { last_seq: u64 },
 }
 
 /// Where an iterator starts.

@@ -17,6 +17,7 @@ mod apply;
 pub mod command;
 mod keys;
 mod limits;
+mod producers;
 mod reader;
 mod service;
 

@@ -14,7 +14,8 @@ use streamd_proto::{ApiError, ErrorCode};
 use streamd_raft::{GroupHandle, GroupService};
 
 use crate::command::{
-    ApplyReply, QueryReply, RecordResult, ShardCommand, ShardQuery, ShardReply, ShardRequest,
+    ApplyReply, IdempotentOutcome, QueryReply, RecordResult, ShardCommand, ShardQuery, ShardReply,
+    ShardRequest,
 };
 use crate::limits::{ReadBudget, ShardLimits, WriteBudget};
 use crate::reader::ShardReader;
@@ -97,7 +98,9 @@ impl ShardService {
                         .collect();
                 }
                 ApplyReply::Closed => closed = true,
-                ApplyReply::Trimmed | ApplyReply::Sealed { .. } => {
+                ApplyReply::Trimmed
+                | ApplyReply::Sealed { .. }
+                | ApplyReply::PutIdempotent { .. } => {
                     return Err(ApiError::internal("unexpected reply to a put"));
                 }
             }
@@ -118,6 +121,75 @@ impl ShardService {
                 },
             });
         }
+        encode(&ShardReply::Put { results })
+    }
+}
+
+impl ShardService {
+    async fn put_idempotent(
+        group: u64,
+        handle: GroupHandle,
+        producer_id: u64,
+        records: Vec<crate::command::RecordIn>,
+        seqs: Vec<u64>,
+        admitted: Vec<bool>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let accepted = admitted.iter().filter(|ok| **ok).count();
+        let mut records = records;
+        records.truncate(accepted);
+        let mut outcomes = Vec::new();
+        let mut closed = false;
+        if accepted > 0 {
+            let cmd = encode(&ShardCommand::PutIdempotent {
+                arrival_ms: now_ms(),
+                records,
+                producer_id,
+                seqs: seqs[..accepted].to_vec(),
+            })?;
+            let reply = handle.propose(cmd).await.map_err(ApiError::from)?;
+            match decode::<ApplyReply>(&reply)? {
+                ApplyReply::PutIdempotent {
+                    log_index,
+                    outcomes: o,
+                } => {
+                    outcomes = o
+                        .into_iter()
+                        .map(|o| match o {
+                            IdempotentOutcome::Written { position } => RecordResult::Ok {
+                                sequence_number: SequenceNumber::new(group, log_index, position).0,
+                            },
+                            IdempotentOutcome::Duplicate { sequence_number } => {
+                                RecordResult::Ok { sequence_number }
+                            }
+                            IdempotentOutcome::TooOld { last_seq } => RecordResult::Failed {
+                                error: ErrorCode::InvalidArgument.name().into(),
+                                message: format!(
+                                    "producer {producer_id} already wrote number {last_seq} to this shard and no longer remembers this older one; a retry this late cannot be told from a new record"
+                                ),
+                            },
+                        })
+                        .collect();
+                }
+                ApplyReply::Closed => closed = true,
+                _ => return Err(ApiError::internal("unexpected reply to a put")),
+            }
+        }
+        let mut outcomes = outcomes.into_iter();
+        let results = admitted
+            .into_iter()
+            .map(|ok| match (ok, outcomes.next()) {
+                (true, Some(r)) => r,
+                (true, None) if closed => closed_result(),
+                (true, None) => RecordResult::Failed {
+                    error: ErrorCode::InternalFailure.name().into(),
+                    message: "record was not written".into(),
+                },
+                (false, _) => RecordResult::Failed {
+                    error: ErrorCode::ProvisionedThroughputExceeded.name().into(),
+                    message: "Rate exceeded for shard in stream.".into(),
+                },
+            })
+            .collect();
         encode(&ShardReply::Put { results })
     }
 }
@@ -157,6 +229,37 @@ impl GroupService for ShardService {
                 }
                 let admitted = self.admit(&records);
                 Box::pin(Self::put(group, handle, records, admitted))
+            }
+            ShardRequest::PutIdempotent {
+                producer_id,
+                records,
+                seqs,
+            } => {
+                if records.len() != seqs.len() || seqs.windows(2).any(|w| w[0] >= w[1]) {
+                    return Box::pin(async move {
+                        Err(ApiError::invalid(
+                            "an idempotent put needs one producer sequence number per record, increasing along the request",
+                        ))
+                    });
+                }
+                if self.reader.is_sealed() {
+                    let results = records.iter().map(|_| closed_result()).collect();
+                    return Box::pin(async move { encode(&ShardReply::Put { results }) });
+                }
+                // Only a prefix may pass: a refused record must not be overtaken by a later one
+                // of its producer, or its retry would look like an old duplicate.
+                let mut admitted = self.admit(&records);
+                if let Some(first_refused) = admitted.iter().position(|ok| !ok) {
+                    admitted[first_refused..].fill(false);
+                }
+                Box::pin(Self::put_idempotent(
+                    group,
+                    handle,
+                    producer_id,
+                    records,
+                    seqs,
+                    admitted,
+                ))
             }
             ShardRequest::Seal { op_id } => Box::pin(async move {
                 let cmd = encode(&ShardCommand::Seal { op_id })?;

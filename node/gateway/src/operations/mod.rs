@@ -1,5 +1,6 @@
 //! The public operations, grouped by what they touch.
 
+pub(crate) mod consumers;
 pub(crate) mod get;
 pub(crate) mod put;
 pub(crate) mod reshard;

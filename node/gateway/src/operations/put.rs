@@ -14,7 +14,7 @@ use streamd_proto::limits::{
 };
 use streamd_proto::v1;
 use streamd_proto::{ApiError, ErrorCode};
-use streamd_shard::command::{RecordIn, RecordResult, ShardReply, ShardRequestRef};
+use streamd_shard::command::{RecordIn, RecordResult, ShardReply, ShardRequest, ShardRequestRef};
 use tokio::time::Instant;
 
 use crate::Gateway;
@@ -46,12 +46,26 @@ fn hash_key(key: &str, explicit: Option<&str>) -> Result<HashKey, ApiError> {
 fn prepare(
     stream: &StreamMeta,
     entries: Vec<v1::PutRecordsRequestEntry>,
-) -> Result<Vec<(HashKey, RecordIn)>, ApiError> {
+    idempotent: bool,
+) -> Result<Vec<(HashKey, RecordIn, Option<u64>)>, ApiError> {
     let mut total = 0usize;
     let max_record = (stream.max_record_size_kib as usize * 1024).max(MAX_RECORD_BYTES);
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
         validate_key(&e.partition_key)?;
+        match (idempotent, e.producer_seq) {
+            (true, None) => {
+                return Err(ApiError::invalid(format!(
+                    "Record {i} has no ProducerSeq; every record of a request with a ProducerId needs one."
+                )));
+            }
+            (false, Some(_)) => {
+                return Err(ApiError::invalid(format!(
+                    "Record {i} has a ProducerSeq but the request has no ProducerId."
+                )));
+            }
+            _ => {}
+        }
         let size = e.data.len() + e.partition_key.len();
         if size > max_record {
             return Err(ApiError::invalid(format!(
@@ -66,6 +80,7 @@ fn prepare(
                 partition_key: e.partition_key,
                 data: e.data.to_vec(),
             },
+            e.producer_seq,
         ));
     }
     if total > MAX_PUT_RECORDS_BYTES {
@@ -79,8 +94,8 @@ fn prepare(
 /// How long a write refused by a sealed shard waits for this node to learn the new shard map.
 const NEW_MAP_DEADLINE: Duration = Duration::from_secs(12);
 
-/// Records not yet written: (position in the request, hash key, record).
-type Unwritten = Vec<(usize, HashKey, RecordIn)>;
+/// Records not yet written: (position in the request, hash key, record, producer's number).
+type Unwritten = Vec<(usize, HashKey, RecordIn, Option<u64>)>;
 
 impl Gateway {
     #[tracing::instrument(name = "gateway.put_records", skip_all, fields(stream = %req.stream_name, records = req.records.len()))]
@@ -95,10 +110,11 @@ impl Gateway {
             )));
         }
         let mut stream = self.active_stream(&req.stream_name)?;
-        let mut unwritten: Unwritten = prepare(&stream, req.records)?
+        let producer = req.producer_id;
+        let mut unwritten: Unwritten = prepare(&stream, req.records, producer.is_some())?
             .into_iter()
             .enumerate()
-            .map(|(i, (hk, r))| (i, hk, r))
+            .map(|(i, (hk, r, seq))| (i, hk, r, seq))
             .collect();
         let mut results = vec![v1::PutRecordsResultEntry::default(); n];
         let mut failed = 0u32;
@@ -107,7 +123,7 @@ impl Gateway {
         // the parent arrives, they go to its children.
         while !unwritten.is_empty() {
             let closed = self
-                .put_routed(&stream, unwritten, &mut results, &mut failed)
+                .put_routed(&stream, producer, unwritten, &mut results, &mut failed)
                 .await?;
             if closed.is_empty() {
                 break;
@@ -115,7 +131,7 @@ impl Gateway {
             match self.newer_map(&stream, deadline).await {
                 Some(s) => stream = s,
                 None => {
-                    for (pos, _, _) in &closed {
+                    for (pos, _, _, _) in &closed {
                         let entry = &mut results[*pos];
                         entry.error_code =
                             Some(ErrorCode::InternalFailure.kinesis_type().to_string());
@@ -130,7 +146,7 @@ impl Gateway {
             }
             // Keep request order on the retry, so records of one key stay in the caller's order.
             unwritten = closed;
-            unwritten.sort_by_key(|(pos, _, _)| *pos);
+            unwritten.sort_by_key(|(pos, _, _, _)| *pos);
         }
         Ok(v1::PutRecordsResponse {
             failed_record_count: failed,
@@ -162,6 +178,7 @@ impl Gateway {
     async fn put_routed(
         &self,
         stream: &StreamMeta,
+        producer: Option<u64>,
         unwritten: Unwritten,
         results: &mut [v1::PutRecordsResultEntry],
         failed: &mut u32,
@@ -180,11 +197,20 @@ impl Gateway {
             async move {
                 let mut positions = Vec::with_capacity(recs.len());
                 let mut records = Vec::with_capacity(recs.len());
-                for (pos, hk, r) in recs {
-                    positions.push((pos, hk));
+                for (pos, hk, r, seq) in recs {
+                    positions.push((pos, hk, seq));
                     records.push(r);
                 }
-                let result = match bincode::serialize(&ShardRequestRef::Put { records: &records }) {
+                let encoded = match producer {
+                    None => bincode::serialize(&ShardRequestRef::Put { records: &records }),
+                    // Idempotent puts are the rarer kind: the records are copied into the request.
+                    Some(producer_id) => bincode::serialize(&ShardRequest::PutIdempotent {
+                        producer_id,
+                        records: records.clone(),
+                        seqs: positions.iter().filter_map(|(_, _, s)| *s).collect(),
+                    }),
+                };
+                let result = match encoded {
                     Ok(req) => self.propose_to_leader(sh.group_id, &sh.replicas, req).await,
                     Err(e) => Err(ApiError::internal(e.to_string())),
                 };
@@ -212,7 +238,7 @@ impl Gateway {
                         .collect()
                 }
             };
-            for (k, ((pos, hk), record)) in positions.into_iter().zip(records).enumerate() {
+            for (k, ((pos, hk, seq), record)) in positions.into_iter().zip(records).enumerate() {
                 let entry = &mut results[pos];
                 match per_record.get(k) {
                     Some(RecordResult::Ok { sequence_number }) => {
@@ -222,7 +248,7 @@ impl Gateway {
                     Some(RecordResult::Failed { error, .. })
                         if ErrorCode::from_name(error) == Some(ErrorCode::ShardClosed) =>
                     {
-                        closed.push((pos, hk, record));
+                        closed.push((pos, hk, record, seq));
                     }
                     Some(RecordResult::Failed { error, message }) => {
                         let code =
@@ -267,7 +293,9 @@ impl Gateway {
                     data: req.data,
                     partition_key: req.partition_key,
                     explicit_hash_key: req.explicit_hash_key,
+                    producer_seq: None,
                 }],
+                producer_id: None,
             })
             .await?;
         let r = resp.records.into_iter().next().unwrap_or_default();

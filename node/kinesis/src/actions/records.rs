@@ -31,6 +31,7 @@ fn entry(input: &Input) -> Result<v1::PutRecordsRequestEntry, KinesisError> {
         data: data.into(),
         partition_key,
         explicit_hash_key: input.opt_str("ExplicitHashKey")?,
+        producer_seq: None,
     })
 }
 
@@ -71,6 +72,7 @@ pub(super) async fn put_records(api: &KinesisApi, input: &Input) -> Result<Doc, 
         .put_records(v1::PutRecordsRequest {
             stream_name: stream,
             records: entries,
+            producer_id: None,
         })
         .await?;
     let results = resp

@@ -289,6 +289,7 @@ async fn produce(
                     data: pool.slice(offset..offset + record_size),
                     partition_key: format!("{:016x}", rng.random::<u64>()),
                     explicit_hash_key: None,
+                    producer_seq: None,
                 }
             })
             .collect();
