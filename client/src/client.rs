@@ -67,7 +67,7 @@ impl StreamdClient {
     }
 
     /// An idempotent call: retried per the read policy.
-    async fn read<Req, Resp, F, Fut>(
+    pub(crate) async fn read<Req, Resp, F, Fut>(
         &self,
         op: &'static str,
         req: Req,
@@ -102,7 +102,7 @@ impl StreamdClient {
     }
 
     /// A call that is not safe to repeat blindly: tried once.
-    async fn write<Req, Resp, F, Fut>(
+    pub(crate) async fn write<Req, Resp, F, Fut>(
         &self,
         op: &'static str,
         req: Req,
@@ -415,6 +415,18 @@ impl StreamdClient {
             records,
             producer_id: None,
         };
+        self.write("PutRecords", req, |mut c, r| async move {
+            c.put_records(r).await
+        })
+        .await
+    }
+
+    /// A PutRecords call as built by the caller (an idempotent producer sets `producer_id` and
+    /// each entry's `producer_seq`). Never retried.
+    pub async fn put_records_request(
+        &self,
+        req: v1::PutRecordsRequest,
+    ) -> Result<v1::PutRecordsResponse, ClientError> {
         self.write("PutRecords", req, |mut c, r| async move {
             c.put_records(r).await
         })

@@ -7,6 +7,7 @@
 //!   `Unavailable` and `NotLeader`; writes are never retried here because a failed write's outcome
 //!   may be unknown, and only the caller can decide whether a duplicate is acceptable.
 //! - [`client`]: [`StreamdClient`], one method per API call.
+//! - [`consumer`]: named consumers, and consumer groups sharing a stream through leases.
 //! - [`read_all`]: draining a shard or an iterator into memory.
 //! - [`wait`]: waiting for a stream to become ACTIVE.
 //! - [`profile`]: which endpoints to use: explicit, `STREAMCTL_ENDPOINT`, a config-file profile,
@@ -27,6 +28,7 @@
 
 pub mod client;
 pub mod connect;
+pub mod consumer;
 pub mod duration;
 pub mod error;
 pub mod profile;

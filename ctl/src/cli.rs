@@ -142,6 +142,9 @@ all their parents are read to the end, so a key's records keep their order.")]
     /// List, split and merge shards.
     #[command(subcommand)]
     Shard(ShardCmd),
+    /// Register, list and deregister a stream's named consumers.
+    #[command(subcommand)]
+    Consumer(ConsumerCmd),
     /// Measure throughput and latency against the cluster.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -293,6 +296,21 @@ node is gone from the member list; stop its process afterwards.")]
         #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
         wait_timeout: Duration,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConsumerCmd {
+    /// Register a named consumer of a stream.
+    #[command(after_help = "Example:\n  streamctl consumer register orders billing")]
+    Register {
+        stream: String,
+        /// 1 to 128 characters of [a-zA-Z0-9_.-].
+        name: String,
+    },
+    /// List a stream's registered consumers.
+    List { stream: String },
+    /// Remove a registered consumer.
+    Deregister { stream: String, name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cluster;
+mod consumer;
 mod get;
 mod node;
 mod position;
@@ -57,6 +58,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Cluster(cmd) => cluster::run(&ctx, cmd).await,
         Command::Node(cmd) => node::run(&ctx, cmd).await,
         Command::Shard(cmd) => shard::run(&ctx, cmd).await,
+        Command::Consumer(cmd) => consumer::run(&ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
         Command::Completions { .. } => Ok(()),
     };

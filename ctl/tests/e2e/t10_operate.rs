@@ -21,6 +21,7 @@ async fn every_subcommand_against_a_real_cluster() {
         let mut put = stream_and_records(&ctl, home.path()).await;
         tail_across_reshards(&ctl, &mut put).await;
         retention(&ctl).await;
+        consumers(&ctl).await;
         endpoints_from_profile_and_env(&cluster, home.path()).await;
         drain_and_remove(&ctl).await;
         completions(&ctl).await;
@@ -31,6 +32,39 @@ async fn every_subcommand_against_a_real_cluster() {
             .fails(3, "not found");
     })
     .await;
+}
+
+async fn consumers(ctl: &Ctl) {
+    let reg = ctl.json(&["consumer", "register", STREAM, "billing"]).await;
+    assert_eq!(reg["name"], "billing", "{reg}");
+    assert!(
+        reg["arn"].as_str().unwrap().contains("/consumer/billing:"),
+        "{reg}"
+    );
+    let list = ctl.json(&["consumer", "list", STREAM]).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["billing"], "{list}");
+    ctl.run(&["consumer", "register", STREAM, "billing"])
+        .await
+        .fails(1, "already exists");
+    ctl.run(&["consumer", "register", STREAM, "bad name"])
+        .await
+        .fails(2, "[a-zA-Z0-9_.-]");
+    ctl.run(&["consumer", "list", "no-such-stream"])
+        .await
+        .fails(3, "not found");
+    let gone = ctl
+        .json(&["consumer", "deregister", STREAM, "billing"])
+        .await;
+    assert_eq!(gone["deregistered"], true, "{gone}");
+    ctl.run(&["consumer", "deregister", STREAM, "billing"])
+        .await
+        .fails(3, "not found");
 }
 
 async fn cluster_views(ctl: &Ctl) {

@@ -13,6 +13,9 @@
 //! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical;
 //!   a drained node hands everything over and leaves; a node joining with `--join` gets its share
 //!   of the replicas, then another node drains.
+//! - t92: an acknowledgement lost after the commit: an idempotent retry is not written twice.
+//! - t95: a consumer group of three workers: leases balance, move off a dead worker, keep
+//!   parents before children across a reshard, and resume exactly after checkpoints.
 //!
 //! Every wait is a deadline poll (`streamd_testkit::wait_*`) and every test is bounded; set
 //! `STREAMD_TEST_SEED` to replay a run's random choices, `STREAMD_TEST_KEEP=1` to keep the data
@@ -28,6 +31,8 @@ mod t50_single_node;
 mod t60_kinesis_sdk;
 mod t70_reshard;
 mod t80_node_loss;
+mod t92_idempotent;
+mod t95_consumer_group;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
