@@ -10,7 +10,8 @@
 //! 3. aims at an even share (eligible shards / live workers, rounded up): takes free or expired
 //!    leases first, then steals one lease a round from the busiest worker above the share.
 //!
-//! A shard task reads from the lease's checkpoint (or the initial position), hands each page to
+//! A shard task reads from the lease's checkpoint (or the initial position) with a
+//! [`ShardReader`], hands each page to
 //! the handler, and checkpoints the page's last sequence number once the handler returns, under
 //! the lease's counter: a worker that lost the lease cannot move the checkpoint. Delivery is at
 //! least once: records handled after the last checkpoint of a worker that died are handled again
@@ -28,6 +29,7 @@ use streamd_proto::{ErrorCode, v1};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use super::shard_reader::{ShardReader, StartingPosition};
 use crate::client::StreamdClient;
 use crate::error::ClientError;
 
@@ -370,20 +372,6 @@ struct ShardProcessor {
 }
 
 impl ShardProcessor {
-    async fn iterator(&self, after: Option<&str>) -> Result<String, ClientError> {
-        let (kind, seq) = match (after, self.config.initial_position) {
-            (Some(s), _) => (
-                v1::ShardIteratorType::AfterSequenceNumber,
-                Some(s.to_string()),
-            ),
-            (None, InitialPosition::TrimHorizon) => (v1::ShardIteratorType::TrimHorizon, None),
-            (None, InitialPosition::Latest) => (v1::ShardIteratorType::Latest, None),
-        };
-        self.client
-            .get_shard_iterator(&self.config.stream, &self.shard_id, kind, seq, None)
-            .await
-    }
-
     async fn checkpoint(&self, value: &str) -> Result<(), ClientError> {
         let op = Op::Checkpoint(v1::CheckpointLease {
             counter: self.counter,
@@ -403,43 +391,34 @@ impl ShardProcessor {
 
     #[tracing::instrument(name = "consumer.shard", skip_all, fields(shard_id = %self.shard_id, counter = self.counter))]
     async fn run(mut self, checkpoint: Option<String>) {
-        let mut last = checkpoint;
-        let mut iterator = None;
-        let mut backoff = Duration::from_millis(50);
+        let start = match (checkpoint, self.config.initial_position) {
+            (Some(s), _) => StartingPosition::AfterSequenceNumber(s),
+            (None, InitialPosition::TrimHorizon) => StartingPosition::TrimHorizon,
+            (None, InitialPosition::Latest) => StartingPosition::Latest,
+        };
+        let mut reader = ShardReader::new(
+            self.client.clone(),
+            &self.config.stream,
+            &self.shard_id,
+            start,
+        )
+        .with_max_records(self.config.max_records);
         loop {
             // Stops only between pages: the last handled page is already checkpointed.
             if *self.stopped.borrow() {
                 return;
             }
-            let it = match iterator.take() {
-                Some(it) => it,
-                None => match self.iterator(last.as_deref()).await {
-                    Ok(it) => it,
-                    Err(e) if e.code() == ErrorCode::ResourceNotFound => return,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "no shard iterator yet");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(self.config.lease_duration / 3);
-                        continue;
-                    }
-                },
-            };
-            let page = match self
-                .client
-                .get_records(&it, Some(self.config.max_records))
-                .await
-            {
-                Ok(p) => p,
-                // A fresh iterator from the last checkpoint replaces an expired or refused one.
+            let page = match reader.next_page(self.config.lease_duration).await {
+                Ok(Some(page)) => page,
+                Ok(None) => return,
+                // Gone from retention, or the stream was deleted.
+                Err(e) if e.code() == ErrorCode::ResourceNotFound => return,
                 Err(e) => {
-                    tracing::debug!(error = %e, "get records failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.config.lease_duration / 3);
+                    tracing::debug!(error = %e, "reading the shard failed");
+                    self.idle().await;
                     continue;
                 }
             };
-            backoff = Duration::from_millis(50);
-            let end = page.next_shard_iterator.is_none();
             let empty = page.records.is_empty();
             if let Some(r) = page.records.last() {
                 let seq = r.sequence_number.clone();
@@ -454,21 +433,23 @@ impl ShardProcessor {
                     tracing::info!(error = %e, "checkpoint refused; stopping");
                     return;
                 }
-                last = Some(seq);
             }
-            if end {
+            if page.shard_end {
                 if let Err(e) = self.checkpoint(SHARD_END).await {
                     tracing::info!(error = %e, "end checkpoint refused");
                 }
                 return;
             }
-            iterator = page.next_shard_iterator;
             if empty {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.config.idle_poll) => {}
-                    _ = self.stopped.changed() => {}
-                }
+                self.idle().await;
             }
+        }
+    }
+
+    async fn idle(&mut self) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.config.idle_poll) => {}
+            _ = self.stopped.changed() => {}
         }
     }
 }
