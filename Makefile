@@ -39,9 +39,10 @@ sdk-tests:
 
 # The Helm chart, without a cluster: strict lint and render with every helm/streamd/ci/*.yaml
 # through the Helm library, each object validated against the Kubernetes 1.30 schemas, the wiring
-# (selectors, ports, peer addresses) checked, wrong values refused. A few seconds.
+# (selectors, ports, peer addresses) checked, wrong values refused; and the Grafana dashboard and
+# alert rules query only metrics the node exports. A few seconds.
 helm-tests:
-	python3 -m pytest helm/tests -q
+	python3 -m pytest helm/tests deploy/tests -q
 
 # Two short fault-injection campaigns with fixed seeds, in network namespaces; each fails on any
 # anomaly (jepsen/README.md runs longer ones). The first draws the process and two-sided network
@@ -74,7 +75,7 @@ jepsen-smoke:
 # gives its cost). Exits 77 with the reason when podman or buildah cannot run here.
 image-smoke:
 	deploy/build-image.sh
-	deploy/smoke-test.sh
+	deploy/smoke-test.py
 
 run:
 	cargo run --release --bin streamd
