@@ -15,6 +15,7 @@ the reason is printed). It never passes without having run the cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -111,6 +112,8 @@ def start_node(image: str, node: int, ports: dict) -> None:
     podman(
         "run", "-d", "--name", name, "--hostname", name,
         "--network", NETWORK, "--runtime", "runc", "--ulimit", "nofile=1024:1024",
+        # As the Helm chart sets it: streamctl run inside the container talks to its node.
+        "--env", f"STREAMCTL_ENDPOINT=127.0.0.1:{GRPC}",
         "-p", f"127.0.0.1:{ports['kinesis']}:4567", "-p", f"127.0.0.1:{ports['admin']}:9090",
         image,
         "--node-id", str(node),
@@ -130,6 +133,12 @@ def ready(admin_port: int) -> bool:
             return r.status == 200
     except urllib.error.HTTPError:
         return False
+
+
+def cluster_status(node: int) -> dict:
+    """`streamctl cluster status` run inside a container, as `kubectl exec` runs it in a pod."""
+    proc = podman("exec", f"{PREFIX}-{node}", "streamctl", "--output", "json", "cluster", "status")
+    return json.loads(proc.stdout)
 
 
 def kinesis(port: int):
@@ -169,6 +178,10 @@ def run(image: str) -> None:
     for n in NODES:
         wait_until(f"node {n} /readyz", READY_DEADLINE, lambda n=n: ready(ports[n]["admin"]))
     log(f"cluster formed, every node ready after {time.monotonic() - started:.1f}s")
+    status = cluster_status(1)
+    assert status["nodes_live"] == len(NODES), f"streamctl cluster status: {status}"
+    assert sorted(n["address"] for n in status["nodes"]) == sorted(f"{PREFIX}-{n}:{GRPC}" for n in NODES), status
+    log("streamctl in the image sees every node live at its advertised name")
 
     writer, reader = kinesis(ports[1]["kinesis"]), kinesis(ports[2]["kinesis"])
     stream = "smoke"
@@ -203,6 +216,7 @@ def run(image: str) -> None:
         lambda: (lambda r: r if extra in r else None)(read_all(reader, stream)),
     )
     assert len(got) == RECORDS + 1, f"expected {RECORDS + 1} records, read {len(got)}"
+    status = wait_until("streamctl to see the killed node down", OP_DEADLINE, lambda: (lambda st: st if st["nodes_live"] == len(NODES) - 1 else None)(cluster_status(1)))
     log(f"after the kill: all {RECORDS} records read, one more written and read, {time.monotonic() - killed:.1f}s")
 
 
