@@ -6,8 +6,9 @@ and keep serving it with one of them killed.
 
 Each container runs on a private podman network under its own name, which it advertises to the
 others (as a StatefulSet pod advertises its stable DNS name). Records are written through one
-node and read through another, then one container gets SIGKILL and the rest must still serve
-every acknowledged record and accept new ones.
+node and read through another; a fourth container joins the running cluster (--join), is
+stopped with SIGTERM and restarted on its data; then one of the first three gets SIGKILL and the
+rest must still serve every acknowledged record and accept new ones.
 
 Exit status: 0 passed, 1 failed, 77 skipped (podman missing or unable to run a container here;
 the reason is printed). It never passes without having run the cluster.
@@ -35,6 +36,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREFIX = f"streamd-smoke-{os.getpid()}"
 NETWORK = PREFIX
 NODES = [1, 2, 3]
+# Joins the running cluster, as a pod added by a scale-up does.
+JOINER = 4
 GRPC = 50051
 # The machine may be shared with builds: generous deadlines, polled, never slept through.
 READY_DEADLINE = 180.0
@@ -57,6 +60,19 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     if check and proc.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
+
+
+def ulimits() -> list[str]:
+    """Limits a container here may have. podman asks for more open files and processes than a
+    sandboxed runner's hard limits allow, and runc then fails to start the container, so both
+    are pinned low."""
+    import resource
+
+    # Processes count threads; a node runs a few dozen. Sandboxes have refused limits below
+    # their own reported hard limit, so stay well under it.
+    _, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    nproc = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    return ["--ulimit", "nofile=1024:1024", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 
 def free_port() -> int:
@@ -96,7 +112,10 @@ def preflight(image: str) -> None:
     if podman("image", "exists", image, check=False).returncode != 0:
         raise RuntimeError(f"image {image} not found: build it with deploy/build-image.sh")
     # Exit 125 is podman's own failure (runtime, cgroups, namespaces): the environment, not us.
-    proc = podman("run", "--rm", "--runtime", "runc", "--network", "none", image, "--version", check=False)
+    proc = podman(
+        "run", "--rm", "--runtime", "runc", *ulimits(), "--network", "none",
+        image, "--version", check=False,
+    )
     if proc.returncode == 125:
         raise Skip(f"podman cannot run a container here: {proc.stderr.strip()[-500:]}")
     if proc.returncode != 0 or "streamd" not in proc.stdout:
@@ -108,10 +127,13 @@ def preflight(image: str) -> None:
 
 def start_node(image: str, node: int, ports: dict) -> None:
     name = f"{PREFIX}-{node}"
-    members = ",".join(f"{n}={PREFIX}-{n}:{GRPC}" for n in NODES)
+    if node in NODES:
+        cluster = ["--initial-cluster", ",".join(f"{n}={PREFIX}-{n}:{GRPC}" for n in NODES)]
+    else:
+        cluster = ["--join", ",".join(f"{PREFIX}-{n}:{GRPC}" for n in NODES)]
     podman(
         "run", "-d", "--name", name, "--hostname", name,
-        "--network", NETWORK, "--runtime", "runc", "--ulimit", "nofile=1024:1024",
+        "--network", NETWORK, "--runtime", "runc", *ulimits(),
         # As the Helm chart sets it: streamctl run inside the container talks to its node.
         "--env", f"STREAMCTL_ENDPOINT=127.0.0.1:{GRPC}",
         "-p", f"127.0.0.1:{ports['kinesis']}:4567", "-p", f"127.0.0.1:{ports['admin']}:9090",
@@ -122,7 +144,7 @@ def start_node(image: str, node: int, ports: dict) -> None:
         "--advertise-addr", f"{name}:{GRPC}",
         "--kinesis-addr", "0.0.0.0:4567",
         "--admin-addr", "0.0.0.0:9090",
-        "--initial-cluster", members,
+        *cluster,
         "--log-format", "text",
     )
 
@@ -170,7 +192,7 @@ def read_all(client, stream: str) -> list[bytes]:
 
 def run(image: str) -> None:
     preflight(image)
-    ports = {n: {"kinesis": free_port(), "admin": free_port()} for n in NODES}
+    ports = {n: {"kinesis": free_port(), "admin": free_port()} for n in [*NODES, JOINER]}
     for n in NODES:
         start_node(image, n, ports[n])
     log(f"started {len(NODES)} containers of {image} on network {NETWORK}")
@@ -198,6 +220,25 @@ def run(image: str) -> None:
     assert sorted(got) == sorted(sent), f"read back {len(got)} records, not the {RECORDS} written"
     log(f"wrote {RECORDS} records through node 1, read all of them through node 2")
 
+    # A node listening on 0.0.0.0 joins under its advertised name, and a restart (SIGTERM, then
+    # the same data) finds itself a member instead of joining again.
+    start_node(image, JOINER, ports[JOINER])
+    joiner = f"{PREFIX}-{JOINER}:{GRPC}"
+    wait_until(
+        "the fourth node to join under its name",
+        OP_DEADLINE,
+        lambda: any(n["id"] == JOINER and n["address"] == joiner and n["live"] for n in cluster_status(1)["nodes"]),
+    )
+    wait_until(f"node {JOINER} /readyz", READY_DEADLINE, lambda: ready(ports[JOINER]["admin"]))
+    stopping = time.monotonic()
+    podman("stop", "--time", "60", f"{PREFIX}-{JOINER}")
+    stop_secs = time.monotonic() - stopping
+    podman("start", f"{PREFIX}-{JOINER}")
+    wait_until(f"node {JOINER} /readyz after a restart", READY_DEADLINE, lambda: ready(ports[JOINER]["admin"]))
+    logs = podman("logs", f"{PREFIX}-{JOINER}").stdout + podman("logs", f"{PREFIX}-{JOINER}").stderr
+    assert "already a member of the cluster" in logs, "the restarted node asked to join again"
+    log(f"node {JOINER} joined as {joiner}, stopped on SIGTERM in {stop_secs:.1f}s, restarted as a member")
+
     victim = f"{PREFIX}-3"
     podman("kill", "--signal", "KILL", victim)
     log(f"killed {victim} (SIGKILL)")
@@ -216,12 +257,13 @@ def run(image: str) -> None:
         lambda: (lambda r: r if extra in r else None)(read_all(reader, stream)),
     )
     assert len(got) == RECORDS + 1, f"expected {RECORDS + 1} records, read {len(got)}"
-    status = wait_until("streamctl to see the killed node down", OP_DEADLINE, lambda: (lambda st: st if st["nodes_live"] == len(NODES) - 1 else None)(cluster_status(1)))
+    # Four members, one killed.
+    wait_until("streamctl to see the killed node down", OP_DEADLINE, lambda: cluster_status(1)["nodes_live"] == len(NODES))
     log(f"after the kill: all {RECORDS} records read, one more written and read, {time.monotonic() - killed:.1f}s")
 
 
 def dump_logs() -> None:
-    for n in NODES:
+    for n in [*NODES, JOINER]:
         proc = podman("logs", "--tail", "30", f"{PREFIX}-{n}", check=False)
         print(f"--- {PREFIX}-{n} (last 30 lines)\n{proc.stdout}{proc.stderr}", file=sys.stderr)
 
@@ -229,8 +271,8 @@ def dump_logs() -> None:
 def cleanup() -> None:
     if shutil.which("podman") is None:
         return
-    for n in NODES:
-        podman("rm", "-f", "-t", "0", f"{PREFIX}-{n}", check=False)
+    for n in [*NODES, JOINER]:
+        podman("rm", "-f", "-v", "-t", "0", f"{PREFIX}-{n}", check=False)
     podman("network", "rm", "-f", NETWORK, check=False)
 
 
