@@ -84,7 +84,8 @@ pub(crate) struct NodeFlags {
     #[arg(long, conflicts_with = "join")]
     pub(crate) initial_cluster: Option<String>,
     /// Join a running cluster through any of these members (host:port,...) instead of forming
-    /// one: needs --node-id (new to the cluster) and a --grpc-addr the other nodes can reach.
+    /// one: needs --node-id (new to the cluster) and an address the other nodes can reach
+    /// (--advertise-addr, or --grpc-addr).
     /// Kept on restarts: a node already in the cluster just rejoins.
     #[arg(long)]
     pub(crate) join: Option<String>,
