@@ -69,6 +69,11 @@ pub(crate) struct NodeFlags {
     /// gRPC listen address (public API and node-to-node traffic).
     #[arg(long)]
     pub(crate) grpc_addr: Option<SocketAddr>,
+    /// Where the other nodes reach this node's gRPC port (host:port), if not --grpc-addr: a DNS
+    /// name that outlives the node's IP, such as a StatefulSet pod's stable name. A joining node
+    /// registers this address; a node listening on 0.0.0.0 needs it to join.
+    #[arg(long, env = "STREAMD_ADVERTISE_ADDR")]
+    pub(crate) advertise_addr: Option<String>,
     /// Kinesis API listen address.
     #[arg(long)]
     pub(crate) kinesis_addr: Option<SocketAddr>,
@@ -79,7 +84,8 @@ pub(crate) struct NodeFlags {
     #[arg(long, conflicts_with = "join")]
     pub(crate) initial_cluster: Option<String>,
     /// Join a running cluster through any of these members (host:port,...) instead of forming
-    /// one: needs --node-id (new to the cluster) and a --grpc-addr the other nodes can reach.
+    /// one: needs --node-id (new to the cluster) and an address the other nodes can reach
+    /// (--advertise-addr, or --grpc-addr).
     /// Kept on restarts: a node already in the cluster just rejoins.
     #[arg(long)]
     pub(crate) join: Option<String>,
@@ -117,6 +123,7 @@ struct FileConfig {
     node_id: Option<u64>,
     data_dir: Option<PathBuf>,
     grpc_addr: Option<SocketAddr>,
+    advertise_addr: Option<String>,
     kinesis_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     initial_cluster: Option<String>,
@@ -137,6 +144,8 @@ pub(crate) struct NodeConfig {
     pub(crate) node_id: u64,
     pub(crate) data_dir: PathBuf,
     pub(crate) grpc_addr: SocketAddr,
+    /// The address this node registers when it joins: `--advertise-addr`, else `grpc_addr`.
+    pub(crate) advertise_addr: String,
     pub(crate) kinesis_addr: SocketAddr,
     pub(crate) admin_addr: SocketAddr,
     /// Empty when the node joins a running cluster (`join`).
@@ -178,10 +187,13 @@ pub(crate) enum ConfigError {
     JoinAndInitialCluster,
     #[error("invalid --join entry {0:?}: expected host:port")]
     Join(String),
+    #[error("invalid --advertise-addr {0:?}: expected host:port")]
+    AdvertiseAddr(String),
     #[error("--join needs an explicit --node-id, unique in the cluster")]
     JoinNodeId,
     #[error(
-        "--join needs a --grpc-addr the other nodes can reach, not the unspecified address {0}"
+        "--join needs an address the other nodes can reach: --advertise-addr, or a --grpc-addr \
+         other than the unspecified address {0}"
     )]
     JoinAddr(SocketAddr),
     #[error("invalid --kinesis-auth-keys entry: expected ACCESS_KEY_ID:SECRET")]
@@ -208,6 +220,17 @@ fn parse_cluster(s: &str) -> Result<BTreeMap<u64, String>, ConfigError> {
     Ok(out)
 }
 
+/// `host:port`, optionally behind `http://` or `https://`, as peers dial it.
+fn is_host_port(addr: &str) -> bool {
+    let host_port = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
+        .unwrap_or(addr);
+    host_port
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 fn parse_seeds(s: &str) -> Result<Vec<String>, ConfigError> {
     let seeds: Vec<String> = s
         .split(',')
@@ -215,17 +238,8 @@ fn parse_seeds(s: &str) -> Result<Vec<String>, ConfigError> {
         .filter(|p| !p.is_empty())
         .map(String::from)
         .collect();
-    for seed in &seeds {
-        let host_port = seed
-            .strip_prefix("http://")
-            .or_else(|| seed.strip_prefix("https://"))
-            .unwrap_or(seed);
-        let valid = host_port
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid {
-            return Err(ConfigError::Join(seed.clone()));
-        }
+    if let Some(bad) = seeds.iter().find(|seed| !is_host_port(seed)) {
+        return Err(ConfigError::Join(bad.clone()));
     }
     if seeds.is_empty() {
         return Err(ConfigError::Join(s.to_string()));
@@ -269,6 +283,11 @@ impl NodeFlags {
             return Err(ConfigError::NodeId);
         }
         let grpc_addr = self.grpc_addr.or(file.grpc_addr).unwrap_or(loopback(50051));
+        let advertised = match self.advertise_addr.or(file.advertise_addr) {
+            Some(a) if is_host_port(a.trim()) => Some(a.trim().to_string()),
+            Some(a) => return Err(ConfigError::AdvertiseAddr(a)),
+            None => None,
+        };
         let initial = self.initial_cluster.or(file.initial_cluster);
         let join = match self.join.or(file.join) {
             Some(_) if initial.is_some() => return Err(ConfigError::JoinAndInitialCluster),
@@ -288,7 +307,7 @@ impl NodeFlags {
             if explicit_id.is_none() {
                 return Err(ConfigError::JoinNodeId);
             }
-            if grpc_addr.ip().is_unspecified() {
+            if advertised.is_none() && grpc_addr.ip().is_unspecified() {
                 return Err(ConfigError::JoinAddr(grpc_addr));
             }
         }
@@ -299,6 +318,7 @@ impl NodeFlags {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./streamd-data")),
             grpc_addr,
+            advertise_addr: advertised.unwrap_or_else(|| grpc_addr.to_string()),
             kinesis_addr: self
                 .kinesis_addr
                 .or(file.kinesis_addr)
@@ -415,11 +435,61 @@ mod tests {
     }
 
     #[test]
+    fn a_node_listening_everywhere_joins_under_its_advertised_name() {
+        let flags = |advertise: Option<&str>| NodeFlags {
+            node_id: Some(4),
+            grpc_addr: Some("0.0.0.0:50051".parse().unwrap()),
+            advertise_addr: advertise.map(String::from),
+            join: Some("streamd-0.streamd-headless:50051".into()),
+            ..Default::default()
+        };
+        let c = flags(Some("streamd-3.streamd-headless.ns.svc:50051"))
+            .resolve()
+            .unwrap();
+        assert_eq!(c.advertise_addr, "streamd-3.streamd-headless.ns.svc:50051");
+        assert_eq!(c.grpc_addr.port(), 50051, "it still listens on --grpc-addr");
+        assert!(matches!(
+            flags(None).resolve(),
+            Err(ConfigError::JoinAddr(_))
+        ));
+        assert!(matches!(
+            flags(Some("streamd-3")).resolve(),
+            Err(ConfigError::AdvertiseAddr(_))
+        ));
+        // Without the flag a node advertises what it listens on.
+        let c = NodeFlags::default().resolve().unwrap();
+        assert_eq!(c.advertise_addr, "127.0.0.1:50051");
+    }
+
+    /// deploy/examples/ is what operators copy: every file must resolve to a valid node.
+    #[test]
+    fn the_bare_metal_examples_resolve() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+        let resolve = |file: &str| {
+            NodeFlags {
+                config: Some(dir.join(file)),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+        };
+        for id in 1..=3 {
+            let c = resolve(&format!("node-{id}.toml"));
+            assert_eq!(c.node_id, id);
+            assert_eq!(c.initial_cluster.len(), 3);
+            assert_eq!(c.initial_cluster[&id], c.advertise_addr);
+        }
+        let c = resolve("node-4-join.toml");
+        assert_eq!((c.node_id, c.join.len()), (4, 3));
+    }
+
+    #[test]
     fn a_toml_file_sets_what_flags_leave_open() {
         let path = std::env::temp_dir().join(format!("streamd-config-{}.toml", std::process::id()));
         std::fs::write(
             &path,
             "node_id = 2\ngrpc_addr = \"127.0.0.1:7002\"\nshard_limits = \"off\"\n\
+             advertise_addr = \"node-2.example:7002\"\n\
              initial_cluster = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nregion = \"eu-west-1\"\n",
         )
         .unwrap();
@@ -433,6 +503,7 @@ mod tests {
         assert_eq!(c.grpc_addr.port(), 7002);
         assert_eq!(c.shard_limits, ShardLimitsFlag::Off);
         assert_eq!(c.initial_cluster.len(), 2);
+        assert_eq!(c.advertise_addr, "node-2.example:7002");
         // Flags win over the file.
         assert_eq!(c.region, "ap-south-1");
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();

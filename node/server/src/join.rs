@@ -111,7 +111,7 @@ impl Membership for MembershipService {
 #[tracing::instrument(name = "membership.join", skip_all, fields(node_id = node.config.node_id))]
 pub(crate) async fn join(node: &Node) -> Result<(), JoinError> {
     let node_id = node.config.node_id;
-    let address = node.config.grpc_addr.to_string();
+    let address = node.config.advertise_addr.clone();
     let seeds = node.config.join.clone();
     if node
         .meta
