@@ -10,6 +10,8 @@
 //! - [`consumer`]: named consumers, and consumer groups sharing a stream through leases.
 //! - [`read_all`]: draining a shard or an iterator into memory.
 //! - [`wait`]: waiting for a stream to become ACTIVE.
+//! - [`producer`]: [`Producer`], the batching, retrying, leader-routing producer (KPL's job).
+//! - [`kpl`]: the KPL aggregated record format: packing for producers, unpacking for consumers.
 //! - [`profile`]: which endpoints to use: explicit, `STREAMCTL_ENDPOINT`, a config-file profile,
 //!   or the default (shared with `streamctl`, so programs and the CLI agree).
 //! - [`error`]: [`ClientError`], which carries the server's [`ErrorCode`].
@@ -31,6 +33,8 @@ pub mod connect;
 pub mod consumer;
 pub mod duration;
 pub mod error;
+pub mod kpl;
+pub mod producer;
 pub mod profile;
 pub mod read_all;
 pub mod retry;
@@ -39,5 +43,6 @@ pub mod wait;
 pub use client::StreamdClient;
 pub use connect::ClientOptions;
 pub use error::ClientError;
+pub use producer::{Producer, ProducerConfig};
 pub use retry::RetryPolicy;
 pub use streamd_proto::{ApiError, ErrorCode, v1};
