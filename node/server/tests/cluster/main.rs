@@ -13,6 +13,9 @@
 //! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical;
 //!   a drained node hands everything over and leaves; a node joining with `--join` gets its share
 //!   of the replicas, then another node drains.
+//! - t90: the batching producer: 100,000 records into 8 shards through a shard leader's SIGKILL
+//!   and restart, all acknowledged, read back once each (duplicates only from retries of unknown
+//!   outcome), in send order per shard.
 //! - t92: an acknowledgement lost after the commit: an idempotent retry is not written twice.
 //! - t95: a consumer group of three workers: leases balance, move off a dead worker, keep
 //!   parents before children across a reshard, and resume exactly after checkpoints.
@@ -31,6 +34,7 @@ mod t50_single_node;
 mod t60_kinesis_sdk;
 mod t70_reshard;
 mod t80_node_loss;
+mod t90_producer;
 mod t92_idempotent;
 mod t95_consumer_group;
 

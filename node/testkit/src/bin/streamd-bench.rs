@@ -5,6 +5,8 @@
 //! batches of `--batch` random-key records of `--record-size` bytes for `--duration`, then prints
 //! records/s, MB/s, ack latency percentiles (one sample per call) and error counts. `--json FILE`
 //! writes the same report as JSON; `--verify` reads every shard back and checks the count.
+//! `--api producer` sends single records through streamd-client's batching `Producer` instead
+//! (latency is then per record, send to ack), optionally exactly `--records` of them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use streamd_client::{ClientError, ClientOptions, StreamdClient, v1};
+use streamd_client::{ClientError, ClientOptions, Producer, ProducerConfig, StreamdClient, v1};
 use streamd_proto::limits::{MAX_GET_RECORDS, MAX_PUT_RECORDS, MAX_RECORD_BYTES};
 use streamd_testkit::bench::{BenchConfig, ProducerStats, Report, parse_duration};
 use streamd_testkit::kinesis_http::KinesisHttp;
@@ -77,12 +79,24 @@ struct Args {
     /// read throughput and per-call latency.
     #[arg(long)]
     read: bool,
+    /// With `--api producer`: send exactly this many records in all (split over the producers)
+    /// instead of running for --duration.
+    #[arg(long)]
+    records: Option<u64>,
+    /// With `--api producer`: MiB accepted and not yet acknowledged before `send` waits.
+    #[arg(long, default_value_t = 64)]
+    buffer_mib: usize,
+    /// With `--api producer`: PutRecords requests in flight per shard (1 keeps send order).
+    #[arg(long, default_value_t = 1)]
+    in_flight_per_shard: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Api {
     Grpc,
     Kinesis,
+    /// streamd-client's batching producer over gRPC: one `send` per record; --batch is unused.
+    Producer,
 }
 
 /// The front door a producer or reader uses: a gRPC client, or a Kinesis JSON caller.
@@ -132,6 +146,9 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     if args.producers == 0 {
         return Err("--producers must be at least 1".into());
+    }
+    if args.records.is_some() && args.api != Api::Producer {
+        return Err("--records needs --api producer".into());
     }
 
     // Held until the end: dropping it stops the nodes.
@@ -183,21 +200,48 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let deadline = started + args.duration;
-    let mut tasks = Vec::with_capacity(args.producers);
-    for p in 0..args.producers {
-        let client = match args.api {
-            Api::Grpc => Front::Grpc(client.clone()),
-            Api::Kinesis => Front::Kinesis(Box::new(KinesisHttp::new(
-                &kinesis_endpoints[p % kinesis_endpoints.len()],
-            ))),
-        };
-        let stream = stream.clone();
-        let (batch, size) = (args.batch, args.record_size);
-        tasks.push(tokio::spawn(produce(client, stream, batch, size, deadline)));
-    }
     let mut stats = ProducerStats::default();
-    for task in tasks {
-        stats.merge(&task.await?);
+    if args.api == Api::Producer {
+        let config = ProducerConfig {
+            max_in_flight_bytes: args.buffer_mib * 1024 * 1024,
+            max_in_flight_per_shard: args.in_flight_per_shard,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config)?;
+        let mut tasks = Vec::with_capacity(args.producers);
+        for p in 0..args.producers as u64 {
+            let count = args
+                .records
+                .map(|n| n / args.producers as u64 + u64::from(p < n % args.producers as u64));
+            tasks.push(tokio::spawn(produce_singly(
+                producer.clone(),
+                stream.clone(),
+                args.record_size,
+                count,
+                deadline,
+            )));
+        }
+        for task in tasks {
+            stats.merge(&task.await?);
+        }
+        producer.close().await;
+        eprintln!("producer: {:?}", producer.stats());
+    } else {
+        let mut tasks = Vec::with_capacity(args.producers);
+        for p in 0..args.producers {
+            let client = match args.api {
+                Api::Kinesis => Front::Kinesis(Box::new(KinesisHttp::new(
+                    &kinesis_endpoints[p % kinesis_endpoints.len()],
+                ))),
+                Api::Grpc | Api::Producer => Front::Grpc(client.clone()),
+            };
+            let stream = stream.clone();
+            let (batch, size) = (args.batch, args.record_size);
+            tasks.push(tokio::spawn(produce(client, stream, batch, size, deadline)));
+        }
+        for task in tasks {
+            stats.merge(&task.await?);
+        }
     }
     let elapsed = started.elapsed();
 
@@ -213,6 +257,11 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             record_size: args.record_size,
             batch: args.batch,
             duration: args.duration,
+            latency_of: if args.api == Api::Producer {
+                "record, send to ack"
+            } else {
+                "PutRecords"
+            },
         },
         elapsed,
         stats,
@@ -238,7 +287,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     print!("{}", report.to_text());
     if args.read {
         let readers: Vec<Front> = match args.api {
-            Api::Grpc => vec![Front::Grpc(client.clone())],
+            Api::Grpc | Api::Producer => vec![Front::Grpc(client.clone())],
             Api::Kinesis => kinesis_endpoints
                 .iter()
                 .map(|e| Front::Kinesis(Box::new(KinesisHttp::new(e))))
@@ -302,6 +351,42 @@ async fn produce(
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+    stats
+}
+
+/// One producer task over the shared batching producer: a `send` per record, until `count`
+/// records are sent or, without a count, until `deadline`. Each record's latency runs from its
+/// `send` to its acknowledgement.
+async fn produce_singly(
+    producer: Producer,
+    stream: String,
+    record_size: usize,
+    count: Option<u64>,
+    deadline: Instant,
+) -> ProducerStats {
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut pool = vec![0u8; PAYLOAD_POOL_BYTES + record_size];
+    rng.fill_bytes(&mut pool);
+    let pool = Bytes::from(pool);
+    let mut stats = ProducerStats::default();
+    let mut acks = tokio::task::JoinSet::new();
+    let mut sent = 0u64;
+    while count.map_or(Instant::now() < deadline, |n| sent < n) {
+        let offset = rng.random_range(0..PAYLOAD_POOL_BYTES);
+        let key = format!("{:016x}", rng.random::<u64>());
+        let started = Instant::now();
+        let pending = producer
+            .send(&stream, &key, pool.slice(offset..offset + record_size))
+            .await;
+        acks.spawn(async move { (pending.await, started.elapsed()) });
+        sent += 1;
+        while let Some(done) = acks.try_join_next() {
+            stats.record_single(done, record_size);
+        }
+    }
+    while let Some(done) = acks.join_next().await {
+        stats.record_single(done, record_size);
     }
     stats
 }
