@@ -333,6 +333,9 @@ impl Driver {
             producer_id: self.producer_id,
         };
         bump(&self.counters.batches, 1);
+        if target.is_some() {
+            bump(&self.counters.batches_to_leader, 1);
+        }
         self.batches.spawn(
             async move {
                 let result = client.put_records_request(req).await;

@@ -244,3 +244,87 @@ impl Future for PendingRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use streamd_proto::ErrorCode;
+
+    use super::*;
+    use crate::ClientOptions;
+
+    /// A port nothing listens on: bound, then released.
+    fn dead_endpoint() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        addr.to_string()
+    }
+
+    fn producer(config: ProducerConfig) -> Producer {
+        let options = ClientOptions {
+            read_retry: crate::RetryPolicy::none(),
+            ..ClientOptions::default()
+        };
+        let client = StreamdClient::connect_with(&[dead_endpoint()], options).unwrap();
+        Producer::new(client, config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn records_that_can_never_be_written_are_refused_at_once() {
+        let p = producer(ProducerConfig::default());
+        let too_long_key = "k".repeat(MAX_PARTITION_KEY_CHARS + 1);
+        for pending in [
+            p.send("s", "", b"x".to_vec()).await,
+            p.send("s", &too_long_key, b"x".to_vec()).await,
+            p.send("s", "k", vec![0u8; MAX_RECORD_BYTES]).await,
+            p.send_with("s", "k", Some("-1"), b"x".to_vec()).await,
+            p.send_with(
+                "s",
+                "k",
+                Some("340282366920938463463374607431768211456"),
+                b"x".to_vec(),
+            )
+            .await,
+        ] {
+            let err = pending.await.unwrap_err();
+            assert!(matches!(err, ProducerError::InvalidRecord(_)), "{err}");
+            assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        }
+        p.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_fails_records_at_their_deadline_and_close_drains() {
+        let p = producer(ProducerConfig {
+            record_deadline: Duration::from_millis(400),
+            ..ProducerConfig::default()
+        });
+        let started = Instant::now();
+        let pending = p.send("s", "k", b"x".to_vec()).await;
+        p.flush().await;
+        let err = pending.await.unwrap_err();
+        assert!(
+            matches!(err, ProducerError::DeadlineExceeded { .. }),
+            "{err}"
+        );
+        assert_eq!(err.code(), ErrorCode::Unavailable);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(p.stats().records_failed, 1);
+        p.close().await;
+        let err = p.send("s", "k", b"x".to_vec()).await.await.unwrap_err();
+        assert_eq!(err, ProducerError::Closed);
+    }
+
+    #[tokio::test]
+    async fn idempotent_producers_pick_an_id() {
+        let p = producer(ProducerConfig {
+            idempotent: true,
+            ..ProducerConfig::default()
+        });
+        assert!(p.producer_id().is_some());
+        assert_eq!(p.config().max_in_flight_per_shard, 1);
+        assert!(producer(ProducerConfig::default()).producer_id().is_none());
+    }
+}

@@ -15,6 +15,8 @@ pub struct ProducerStats {
     pub retries_after_unknown_outcome: u64,
     /// PutRecords requests sent.
     pub batches: u64,
+    /// Of those, requests sent straight to the shard leader's node.
+    pub batches_to_leader: u64,
     /// PutRecords requests that failed as a whole (timeout, unreachable node, refused call).
     pub failed_batches: u64,
     /// Kinesis records acknowledged (fewer than user records when aggregating).
@@ -30,6 +32,7 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) retries_after_unknown_outcome: AtomicU64,
     pub(crate) batches: AtomicU64,
+    pub(crate) batches_to_leader: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
     pub(crate) kinesis_records_acked: AtomicU64,
     pub(crate) map_refreshes: AtomicU64,
@@ -48,6 +51,7 @@ impl Counters {
             retries: get(&self.retries),
             retries_after_unknown_outcome: get(&self.retries_after_unknown_outcome),
             batches: get(&self.batches),
+            batches_to_leader: get(&self.batches_to_leader),
             failed_batches: get(&self.failed_batches),
             kinesis_records_acked: get(&self.kinesis_records_acked),
             map_refreshes: get(&self.map_refreshes),

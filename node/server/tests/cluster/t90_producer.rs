@@ -6,10 +6,14 @@
 //! batch whose acknowledgement was lost and that was sent again may be in the stream twice. A
 //! duplicate is accepted only for a record whose [`Ack::unknown_outcomes`] says an attempt of
 //! unknown outcome came before its acknowledged one, and at most that many extra copies.
+//!
+//! And KPL aggregation end to end: user records packed by the producer come back from
+//! `kpl::deaggregate` once each, at the shard, sequence number and sub-sequence their acks name.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use streamd_client::kpl;
 use streamd_client::producer::{Ack, PendingRecord};
 use streamd_client::{Producer, ProducerConfig, StreamdClient};
 use streamd_testkit::{wait_ok, wait_until};
@@ -117,6 +121,11 @@ async fn producer_delivers_every_record_through_a_leader_kill() {
         assert!(stats.retries > 0, "the kill caused no retry: {stats:?}");
         assert!(stats.map_refreshes > 1, "no map refresh after the kill: {stats:?}");
         assert!(stats.batches < RECORDS / 10, "records were barely batched: {stats:?}");
+        // Leaders are known except between a failure and the refresh that follows it.
+        assert!(
+            stats.batches_to_leader * 10 >= stats.batches * 8,
+            "most batches should go straight to shard leaders: {stats:?}"
+        );
 
         let acked: HashMap<u64, Ack> = acks.into_iter().collect();
         assert_eq!(acked.len() as u64, RECORDS);
@@ -174,6 +183,89 @@ async fn producer_delivers_every_record_through_a_leader_kill() {
              outcome, in {:?}",
             started.elapsed()
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aggregated_records_come_back_from_deaggregation() {
+    const AGG_STREAM: &str = "t90-aggregated";
+    const N: u64 = 20_000;
+    bounded(Duration::from_secs(90), "t90 aggregation", async {
+        let cluster = start_cluster(3, true).await;
+        let client = cluster.client_with(writer_options());
+        create_active(&client, AGG_STREAM, 4).await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                aggregation_max_bytes: Some(16 * 1024),
+                record_deadline: Duration::from_secs(60),
+                ..ProducerConfig::default()
+            },
+        )
+        .unwrap();
+        let mut pending = Vec::new();
+        for id in 0..N {
+            pending.push((id, producer.send(AGG_STREAM, &key(id), data(id)).await));
+        }
+        let mut acks = HashMap::new();
+        for (id, p) in pending {
+            acks.insert(
+                id,
+                p.await
+                    .unwrap_or_else(|e| panic!("record {id} failed: {e}")),
+            );
+        }
+        producer.close().await;
+        let stats = producer.stats();
+        eprintln!("t90 aggregation: {stats:?}");
+        assert_eq!(stats.records_acked, N);
+        assert!(
+            stats.kinesis_records_acked * 20 < N,
+            "user records were barely aggregated: {stats:?}"
+        );
+
+        let outer = stats.kinesis_records_acked as usize;
+        let read = wait_ok(
+            Duration::from_secs(60),
+            "every aggregated record readable",
+            || async {
+                let read = read_stream(&client, AGG_STREAM)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let n: usize = read.values().map(Vec::len).sum();
+                if n < outer {
+                    return Err(format!("{n} of {outer} Kinesis records readable"));
+                }
+                Ok(read)
+            },
+        )
+        .await;
+        let mut found: HashMap<u64, (String, String, Option<u32>)> = HashMap::new();
+        for (shard, records) in &read {
+            for r in records {
+                assert!(
+                    kpl::is_aggregated(&r.data),
+                    "{shard}/{}: not aggregated",
+                    r.sequence_number
+                );
+                for user in kpl::deaggregate(&r.partition_key, &r.data).unwrap() {
+                    let id = id_of(&user.data);
+                    assert_eq!(user.partition_key, key(id));
+                    let at = (shard.clone(), r.sequence_number.clone(), user.sub_sequence);
+                    assert!(found.insert(id, at).is_none(), "record {id} read twice");
+                }
+            }
+        }
+        assert_eq!(found.len() as u64, N);
+        for (id, ack) in &acks {
+            let want = (
+                ack.shard_id.clone(),
+                ack.sequence_number.clone(),
+                ack.sub_sequence,
+            );
+            assert_eq!(found[id], want, "record {id}");
+        }
     })
     .await;
 }
