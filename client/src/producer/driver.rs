@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::producer::queue::{Limits, Raw, ShardQueue, Unit, Waiter};
-use crate::producer::retry::{Failure, backoff, classify, entry_code, refreshes_map};
+use crate::producer::retry::{
+    Failure, backoff, classify, classify_call, entry_code, refreshes_map,
+};
 use crate::producer::shard_map::ShardMap;
 use crate::producer::stats::{Counters, bump};
 use crate::producer::{Ack, ProducerConfig, ProducerError};
@@ -377,8 +379,9 @@ impl Driver {
                 tracing::debug!(stream = %o.stream, shard_id = %o.shard_id, error = %e, "batch failed");
                 self.note_failure(&o.stream, &o.shard_id, o.target, code);
                 let message = e.to_string();
+                let failure = classify_call(&e);
                 for u in o.units {
-                    self.failed_attempt(&o.stream, u, code, message.clone(), now);
+                    self.failed_attempt(&o.stream, u, code, failure, message.clone(), now);
                 }
             }
             Ok(resp) if resp.records.len() != o.units.len() => {
@@ -388,13 +391,8 @@ impl Driver {
                     o.units.len()
                 );
                 for u in o.units {
-                    self.failed_attempt(
-                        &o.stream,
-                        u,
-                        ErrorCode::InternalFailure,
-                        message.clone(),
-                        now,
-                    );
+                    let code = ErrorCode::InternalFailure;
+                    self.failed_attempt(&o.stream, u, code, classify(code), message.clone(), now);
                 }
             }
             Ok(resp) => {
@@ -411,7 +409,7 @@ impl Driver {
                             let code = entry_code(r.error_code.as_deref().unwrap_or(""));
                             self.note_failure(&o.stream, &o.shard_id, o.target, code);
                             let message = r.error_message.unwrap_or_default();
-                            self.failed_attempt(&o.stream, u, code, message, now);
+                            self.failed_attempt(&o.stream, u, code, classify(code), message, now);
                         }
                     }
                 }
@@ -450,10 +448,10 @@ impl Driver {
         stream: &Arc<str>,
         mut u: Unit,
         code: ErrorCode,
+        failure: Failure,
         message: String,
         now: Instant,
     ) {
-        let failure = classify(code);
         if failure == Failure::Unknown {
             u.unknown_outcomes += 1;
         }

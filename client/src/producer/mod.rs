@@ -318,6 +318,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_refused_connection_certainly_did_not_write() {
+        let client = StreamdClient::connect(&[dead_endpoint()]).unwrap();
+        let err = client
+            .put_records("s", vec![crate::client::entry("k", b"x".to_vec())])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unavailable);
+        assert_eq!(
+            retry::classify_call(&err),
+            retry::Failure::NotWritten,
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn idempotent_producers_pick_an_id() {
         let p = producer(ProducerConfig {
             idempotent: true,

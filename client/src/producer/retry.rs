@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use streamd_proto::ErrorCode;
 
+use crate::ClientError;
+
 /// What a failed attempt tells about the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -39,6 +41,21 @@ pub(crate) fn classify(code: ErrorCode) -> Failure {
         | ErrorCode::Validation
         | ErrorCode::AccessDenied => Failure::Permanent,
     }
+}
+
+/// Classifies a whole call's failure. A connection that was refused never carried the request,
+/// so its records were certainly not written (the gateway's `retry_safe` judges forwarded
+/// writes the same way); any other `Unavailable` may have written them.
+pub(crate) fn classify_call(err: &ClientError) -> Failure {
+    if err.code() == ErrorCode::Unavailable
+        && let Some(api) = err.api_error()
+    {
+        let m = api.message.to_ascii_lowercase();
+        if m.contains("tcp connect error") || m.contains("connection refused") {
+            return Failure::NotWritten;
+        }
+    }
+    classify(err.code())
 }
 
 /// Codes after which the producer's view of shards or leaders is out of date.
