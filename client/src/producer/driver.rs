@@ -85,6 +85,14 @@ struct StreamState {
     refresh: Refresh,
 }
 
+impl StreamState {
+    fn has_work(&self) -> bool {
+        !self.unrouted.is_empty()
+            || !self.queues.is_empty()
+            || self.in_flight.values().any(|n| *n > 0)
+    }
+}
+
 struct BatchOutcome {
     stream: Arc<str>,
     shard_id: String,
@@ -593,7 +601,7 @@ impl Driver {
         let map = match result {
             Ok(map) if !map.is_empty() => map,
             Ok(_) => {
-                st.refresh.wanted = true;
+                st.refresh.wanted = st.has_work();
                 return;
             }
             Err(e) => {
@@ -614,7 +622,9 @@ impl Driver {
                         }
                     }
                 } else {
-                    st.refresh.wanted = true;
+                    // Keep trying only while something waits on this stream, so an idle
+                    // producer does not poll a stream that went away.
+                    st.refresh.wanted = st.has_work();
                 }
                 return;
             }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use streamd_client::kpl;
 use streamd_client::producer::{Ack, PendingRecord};
-use streamd_client::{Producer, ProducerConfig, StreamdClient};
+use streamd_client::{ErrorCode, Producer, ProducerConfig, StreamdClient};
 use streamd_testkit::{wait_ok, wait_until};
 use tokio::time::Instant;
 
@@ -216,10 +216,17 @@ async fn aggregated_records_come_back_from_deaggregation() {
                     .unwrap_or_else(|e| panic!("record {id} failed: {e}")),
             );
         }
+        // A stream that does not exist fails its records instead of retrying until the deadline.
+        let err = producer
+            .send("t90-no-such-stream", "k", b"x".to_vec())
+            .await
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ResourceNotFound, "{err}");
         producer.close().await;
         let stats = producer.stats();
         eprintln!("t90 aggregation: {stats:?}");
-        assert_eq!(stats.records_acked, N);
+        assert_eq!((stats.records_acked, stats.records_failed), (N, 1));
         assert!(
             stats.kinesis_records_acked * 20 < N,
             "user records were barely aggregated: {stats:?}"
