@@ -86,6 +86,18 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// After a split or merge, nothing is sent until the batches sent to shards the new map no
+    /// longer has are answered: a record retried from one of them must not land in a child
+    /// behind records sent to the child since (order, and an idempotent producer's numbers,
+    /// which a shard takes in increasing order only).
+    fn held(&self) -> bool {
+        self.map.as_ref().is_some_and(|m| {
+            self.in_flight
+                .iter()
+                .any(|(shard, n)| *n > 0 && m.shard(shard).is_none())
+        })
+    }
+
     fn has_work(&self) -> bool {
         !self.unrouted.is_empty()
             || !self.queues.is_empty()
@@ -283,6 +295,9 @@ impl Driver {
         let flushing = !self.flushes.is_empty() || self.stopping;
         let mut ready = Vec::new();
         for (stream, st) in &mut self.streams {
+            if st.held() {
+                continue;
+            }
             for (shard, q) in &mut st.queues {
                 let in_flight = st.in_flight.entry(shard.clone()).or_default();
                 while *in_flight < self.config.max_in_flight_per_shard
@@ -404,7 +419,11 @@ impl Driver {
                 }
             }
             Ok(resp) => {
-                for (u, r) in o.units.into_iter().zip(resp.records) {
+                let last_written = resp
+                    .records
+                    .iter()
+                    .rposition(|r| r.sequence_number.is_some());
+                for (i, (mut u, r)) in o.units.into_iter().zip(resp.records).enumerate() {
                     match (r.sequence_number, r.shard_id) {
                         (Some(seq), Some(shard)) => {
                             if shard != o.shard_id {
@@ -417,7 +436,18 @@ impl Driver {
                             let code = entry_code(r.error_code.as_deref().unwrap_or(""));
                             self.note_failure(&o.stream, &o.shard_id, o.target, code);
                             let message = r.error_message.unwrap_or_default();
-                            self.failed_attempt(&o.stream, u, code, classify(code), message, now);
+                            let failure = classify(code);
+                            if failure == Failure::NotWritten
+                                && last_written.is_some_and(|w| w > i)
+                                && u.entry.producer_seq.is_some()
+                            {
+                                // Refused (throttled) while a later record of the batch was
+                                // stored: the shard now remembers a higher number and would
+                                // take the old one for a forgotten duplicate. It was certainly
+                                // not written, so a new number is safe.
+                                u.entry.producer_seq = self.seq.next();
+                            }
+                            self.failed_attempt(&o.stream, u, code, failure, message, now);
                         }
                     }
                 }
@@ -701,6 +731,9 @@ impl Driver {
             if st.refresh.wanted && !st.refresh.running {
                 let at = st.refresh.last.map_or(now, |l| l + MIN_REFRESH_INTERVAL);
                 wake = wake.min(at);
+            }
+            if st.held() {
+                continue;
             }
             for (shard, q) in &st.queues {
                 let busy = st.in_flight.get(shard).copied().unwrap_or(0);

@@ -39,7 +39,8 @@ pub(crate) fn classify(code: ErrorCode) -> Failure {
         | ErrorCode::ExpiredIterator
         | ErrorCode::ExpiredNextToken
         | ErrorCode::Validation
-        | ErrorCode::AccessDenied => Failure::Permanent,
+        | ErrorCode::AccessDenied
+        | ErrorCode::LeaseConflict => Failure::Permanent,
     }
 }
 

@@ -13,9 +13,9 @@
 //! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical;
 //!   a drained node hands everything over and leaves; a node joining with `--join` gets its share
 //!   of the replicas, then another node drains.
-//! - t90: the batching producer: 100,000 records into 8 shards through a shard leader's SIGKILL
-//!   and restart, all acknowledged, read back once each (duplicates only from retries of unknown
-//!   outcome), in send order per shard.
+//! - t90: the batching producer, idempotent: 100,000 records into 8 shards through a shard
+//!   leader's SIGKILL and restart, all acknowledged, read back exactly once each, in send order
+//!   per shard; and KPL-aggregated records deaggregated back to every user record.
 //! - t92: an acknowledgement lost after the commit: an idempotent retry is not written twice.
 //! - t95: a consumer group of three workers: leases balance, move off a dead worker, keep
 //!   parents before children across a reshard, and resume exactly after checkpoints.
