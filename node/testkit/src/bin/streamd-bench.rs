@@ -89,6 +89,9 @@ struct Args {
     /// With `--api producer`: PutRecords requests in flight per shard (1 keeps send order).
     #[arg(long, default_value_t = 1)]
     in_flight_per_shard: usize,
+    /// With `--api producer`: number records so shards drop retried duplicates.
+    #[arg(long)]
+    idempotent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -205,6 +208,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let config = ProducerConfig {
             max_in_flight_bytes: args.buffer_mib * 1024 * 1024,
             max_in_flight_per_shard: args.in_flight_per_shard,
+            idempotent: args.idempotent,
             ..ProducerConfig::default()
         };
         let producer = Producer::new(client.clone(), config)?;
