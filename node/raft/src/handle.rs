@@ -173,6 +173,32 @@ impl GroupHandle {
             .map_err(|e| e.to_string())
     }
 
+    /// (Leader only.) The voter to hand leadership to: the one whose replicated log reaches
+    /// furthest, among those that acknowledged the leader within `fresh_ms`. None when this
+    /// replica does not lead or no other voter qualifies.
+    ///
+    /// openraft's transfer waits for the target to hold the leader's whole log before it
+    /// campaigns, so the furthest voter is the one that takes over soonest.
+    pub fn handoff_target(&self, fresh_ms: u64) -> Option<u64> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.current_leader != Some(m.id) {
+            return None;
+        }
+        let replication = m.replication.as_ref()?;
+        let acked = self.status().acked_ms_ago;
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != m.id)
+            .filter(|v| acked.get(v).copied().flatten().is_some_and(|ms| ms <= fresh_ms))
+            .max_by_key(|v| {
+                replication
+                    .get(v)
+                    .and_then(|l| l.as_ref().map(|l| l.index() + 1))
+                    .unwrap_or(0)
+            })
+    }
+
     /// Address of a member node, from the group's membership.
     pub fn member_address(&self, node: u64) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();

@@ -1,5 +1,6 @@
 //! The HTTP admin endpoint: `/healthz` (the process is alive), `/readyz` (joined the cluster,
-//! metadata reachable, every local shard replica has a leader) and `/metrics` (Prometheus text).
+//! not stopping, and every local replica, metadata and shards, has heard from its leader and
+//! applied what that leader had committed then) and `/metrics` (Prometheus text).
 
 use std::fmt::Write;
 
@@ -32,21 +33,22 @@ pub(crate) async fn serve(
 
 /// Why the node is not ready yet, if it is not.
 pub(crate) fn not_ready_reason(node: &Node) -> Option<String> {
+    if node.host.is_stopping() {
+        return Some("shutting down".into());
+    }
     if node.meta.read().cluster_secret.is_empty() {
         return Some("the cluster has not formed yet".into());
     }
-    let meta = node.host.group(META_GROUP)?;
-    if meta.status().leader.is_none() {
-        return Some("the metadata group has no leader".into());
+    if let Err(e) = node.host.caught_up(META_GROUP) {
+        return Some(format!("the metadata group is not caught up: {e}"));
     }
-    let groups: Vec<u64> = node.shards.read().keys().copied().collect();
+    let mut groups: Vec<u64> = node.shards.read().keys().copied().collect();
+    groups.sort_unstable();
     for g in groups {
-        if node
-            .host
-            .group(g)
-            .is_none_or(|h| h.status().leader.is_none())
-        {
-            return Some(format!("shard group {g} has no leader"));
+        // A replica that is behind would serve reads of records it has not applied yet as
+        // missing; a load balancer should send readers elsewhere until it has caught up.
+        if let Err(e) = node.host.caught_up(g) {
+            return Some(format!("shard group {g} is not caught up: {e}"));
         }
     }
     None

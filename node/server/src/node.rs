@@ -34,6 +34,8 @@ pub(crate) enum NodeError {
     Serve(tonic::transport::Error),
     #[error(transparent)]
     Join(#[from] crate::join::JoinError),
+    #[error("a server task failed: {0}")]
+    Task(String),
 }
 
 /// A running node's parts, shared with the admin endpoints and the driver.

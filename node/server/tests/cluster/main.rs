@@ -5,6 +5,8 @@
 //! - t20: SIGKILL of a shard leader under load: writes resume, replicas converge, nothing lost.
 //! - t25: a follower that missed more than the leader's log holds catches up by snapshot.
 //! - t30: full-cluster restart: streams, shards and records come back.
+//! - t35: a restarted node reports ready only once its replicas applied what was committed
+//!   while it was down.
 //! - t40: every API limit refused with the right error code, and throughput limits.
 //! - t50: a node without `--initial-cluster` forms a one-node cluster.
 //! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
@@ -13,6 +15,8 @@
 //! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical;
 //!   a drained node hands everything over and leaves; a node joining with `--join` gets its share
 //!   of the replicas, then another node drains.
+//! - t85: SIGTERM of a shard leader under writes: leaderships move before it exits 0, writes
+//!   pause well under an election timeout, nothing acknowledged is lost.
 //!
 //! Every wait is a deadline poll (`streamd_testkit::wait_*`) and every test is bounded; set
 //! `STREAMD_TEST_SEED` to replay a run's random choices, `STREAMD_TEST_KEEP=1` to keep the data
@@ -23,11 +27,13 @@ mod t10_put_get;
 mod t20_kill_leader;
 mod t25_snapshot_catch_up;
 mod t30_full_restart;
+mod t35_ready_after_catch_up;
 mod t40_bad_input;
 mod t50_single_node;
 mod t60_kinesis_sdk;
 mod t70_reshard;
 mod t80_node_loss;
+mod t85_graceful_stop;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
