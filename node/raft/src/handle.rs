@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
@@ -47,6 +48,10 @@ pub struct GroupStatus {
     /// On the leader: how long ago each other member last acknowledged a heartbeat or
     /// replication (None: not since this node became leader). Empty on followers.
     pub acked_ms_ago: BTreeMap<u64, Option<u64>>,
+    /// Entries in the local log (after the purged prefix).
+    pub log_entries: u64,
+    /// Times this replica saw a new leader since the group was opened here.
+    pub leader_changes: u64,
 }
 
 #[derive(Clone)]
@@ -54,6 +59,7 @@ pub struct GroupHandle {
     pub(crate) group: u64,
     pub(crate) raft: GroupRaft,
     pub(crate) service: Option<Arc<dyn GroupService>>,
+    pub(crate) leader_changes: Arc<AtomicU64>,
 }
 
 impl GroupHandle {
@@ -143,6 +149,11 @@ impl GroupHandle {
             term: m.current_term,
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index()),
+            log_entries: m.last_log_index.map_or(0, |last| {
+                let first = m.purged.as_ref().map_or(0, |p| p.index() + 1);
+                (last + 1).saturating_sub(first)
+            }),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
             committed: m.local_committed.map(|l| l.index()),
             voters: mem.voter_ids().collect(),
             learners: mem.learner_ids().collect(),
@@ -206,6 +217,27 @@ impl GroupHandle {
             .membership()
             .get_node(&node)
             .map(|n| n.addr.clone())
+    }
+
+    /// Counts the leaders this replica sees come and go, until the group stops.
+    pub(crate) fn watch_leader_changes(raft: &GroupRaft) -> Arc<AtomicU64> {
+        let changes = Arc::new(AtomicU64::new(0));
+        let mut rx = raft.metrics();
+        let counter = changes.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let leader = rx.borrow_watched().current_leader;
+                if leader.is_some() && leader != last {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    last = leader;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        changes
     }
 
     pub async fn shutdown(&self) {

@@ -208,10 +208,12 @@ impl RaftHost {
             openraft::Raft::new(self.inner.node_id, Arc::new(config), network, log, adapter)
                 .await
                 .map_err(io::Error::other)?;
+        let leader_changes = GroupHandle::watch_leader_changes(&raft);
         let handle = GroupHandle {
             group,
             raft,
             service,
+            leader_changes,
         };
         if self.is_stopping() {
             handle.raft().runtime_config().elect(false);

@@ -8,6 +8,7 @@ mod driver;
 mod join;
 mod lifecycle;
 mod node;
+mod telemetry;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -112,6 +113,7 @@ pub async fn main(build: Build) -> std::process::ExitCode {
 
 async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
     let node = node::Node::start(config).await?;
+    telemetry::register();
     // Turns true when the listeners must stop accepting (step 4 of `lifecycle`).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -17,6 +17,7 @@ use crate::command::{
     ApplyReply, QueryReply, RecordResult, ShardCommand, ShardQuery, ShardReply, ShardRequest,
 };
 use crate::limits::{ReadBudget, ShardLimits, WriteBudget};
+use crate::metrics::ShardMetrics;
 use crate::reader::ShardReader;
 
 pub fn now_ms() -> i64 {
@@ -32,6 +33,7 @@ pub struct ShardService {
     limits: ShardLimits,
     budget: Mutex<WriteBudget>,
     read_budget: Mutex<ReadBudget>,
+    metrics: Arc<ShardMetrics>,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
@@ -50,7 +52,12 @@ impl ShardService {
             limits,
             budget: Mutex::new(WriteBudget::new()),
             read_budget: Mutex::new(ReadBudget::new()),
+            metrics: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
     }
 
     pub fn reader(&self) -> &ShardReader {
@@ -74,8 +81,10 @@ impl ShardService {
         handle: GroupHandle,
         records: Vec<crate::command::RecordIn>,
         admitted: Vec<bool>,
+        metrics: Arc<ShardMetrics>,
     ) -> Result<Vec<u8>, ApiError> {
         let total = records.len();
+        metrics.write_throttled(admitted.iter().filter(|ok| !**ok).count() as u64);
         let accepted: Vec<_> = records
             .into_iter()
             .zip(admitted.iter())
@@ -84,6 +93,10 @@ impl ShardService {
             .collect();
         let mut sequence = Vec::new();
         let mut closed = false;
+        let accepted_bytes: usize = accepted
+            .iter()
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
         if !accepted.is_empty() {
             let cmd = encode(&ShardCommand::Put {
                 arrival_ms: now_ms(),
@@ -95,6 +108,7 @@ impl ShardService {
                     sequence = (0..count)
                         .map(|p| SequenceNumber::new(group, log_index, p as u16).0)
                         .collect();
+                    metrics.written(count as u64, accepted_bytes as u64);
                 }
                 ApplyReply::Closed => closed = true,
                 ApplyReply::Trimmed | ApplyReply::Sealed { .. } => {
@@ -156,7 +170,13 @@ impl GroupService for ShardService {
                     return Box::pin(async move { encode(&ShardReply::Put { results }) });
                 }
                 let admitted = self.admit(&records);
-                Box::pin(Self::put(group, handle, records, admitted))
+                Box::pin(Self::put(
+                    group,
+                    handle,
+                    records,
+                    admitted,
+                    self.metrics.clone(),
+                ))
             }
             ShardRequest::Seal { op_id } => Box::pin(async move {
                 let cmd = encode(&ShardCommand::Seal { op_id })?;
@@ -184,12 +204,15 @@ impl GroupService for ShardService {
             } => {
                 let limited = self.limits == ShardLimits::Kinesis;
                 if limited && !self.read_budget.lock().admit_call() {
+                    self.metrics.read_throttled();
                     return Err(ApiError::new(
                         ErrorCode::ProvisionedThroughputExceeded,
                         "Rate exceeded for shard: over 5 GetRecords calls or 2 MiB per second.",
                     ));
                 }
-                let read = self.reader.read(from, limit, max_bytes, now_ms())?;
+                let now = now_ms();
+                let read = self.reader.read(from, limit, max_bytes, now)?;
+                self.metrics.read(&read, now);
                 if limited {
                     let bytes = read
                         .records
