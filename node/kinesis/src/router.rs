@@ -81,7 +81,9 @@ pub(crate) async fn handle(
         .await;
     crate::metrics::observe(
         actions::metric_label(&action),
-        result.as_ref().map_or_else(|e| e.type_name.as_str(), |_| "OK"),
+        result
+            .as_ref()
+            .map_or_else(|e| e.type_name.as_str(), |_| "OK"),
         started.elapsed(),
     );
     match result {

@@ -125,9 +125,7 @@ async fn connection(
     let builder = auto::Builder::new(TokioExecutor::new());
     let result = match (is_tls, acceptor) {
         (true, Some(acceptor)) => match acceptor.accept(stream).await {
-            Ok(tls) => {
-                serve_until_closing(&builder, TokioIo::new(tls), service, closing).await
-            }
+            Ok(tls) => serve_until_closing(&builder, TokioIo::new(tls), service, closing).await,
             Err(e) => {
                 tracing::debug!(error = %e, "tls handshake failed");
                 return;
@@ -137,9 +135,7 @@ async fn connection(
             tracing::debug!("tls connection refused: no certificate is configured");
             return;
         }
-        (false, _) => {
-            serve_until_closing(&builder, TokioIo::new(stream), service, closing).await
-        }
+        (false, _) => serve_until_closing(&builder, TokioIo::new(stream), service, closing).await,
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "kinesis connection ended with an error");

@@ -87,7 +87,10 @@ mod tests {
 
     #[test]
     fn a_follower_needs_a_leader_a_target_and_to_reach_it() {
-        assert_eq!(judge(false, None, Some(5), Some(9)), Err(NotCaughtUp::NoLeader));
+        assert_eq!(
+            judge(false, None, Some(5), Some(9)),
+            Err(NotCaughtUp::NoLeader)
+        );
         assert_eq!(
             judge(false, Some(2), None, Some(9)),
             Err(NotCaughtUp::NotHeardFromLeader { leader: 2 })

@@ -201,7 +201,13 @@ impl GroupHandle {
             .membership()
             .voter_ids()
             .filter(|v| *v != m.id)
-            .filter(|v| acked.get(v).copied().flatten().is_some_and(|ms| ms <= fresh_ms))
+            .filter(|v| {
+                acked
+                    .get(v)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|ms| ms <= fresh_ms)
+            })
             .max_by_key(|v| {
                 replication
                     .get(v)

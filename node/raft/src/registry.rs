@@ -125,7 +125,12 @@ impl RaftHost {
         )
     }
 
-    pub(crate) fn note_append(&self, group: u64, vote: &crate::type_config::Vote, commit: Option<u64>) {
+    pub(crate) fn note_append(
+        &self,
+        group: u64,
+        vote: &crate::type_config::Vote,
+        commit: Option<u64>,
+    ) {
         self.inner.catch_up.note_append(group, vote, commit);
     }
 

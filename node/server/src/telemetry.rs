@@ -154,7 +154,9 @@ pub(crate) fn render(node: &Node) -> String {
         is_leader
             .with_label_values(&l)
             .set(i64::from(u8::from(s.is_leader)));
-        leader_changes.with_label_values(&l).inc_by(s.leader_changes);
+        leader_changes
+            .with_label_values(&l)
+            .inc_by(s.leader_changes);
         let lag = s
             .committed
             .unwrap_or(0)

@@ -74,10 +74,9 @@ impl ShardMetrics {
             .fetch_add(read.records.len() as u64, Ordering::Relaxed);
         self.outgoing_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let age = read
-            .records
-            .last()
-            .map_or(0, |(_, r)| now_ms.saturating_sub(r.arrival_ms).max(0) as u64);
+        let age = read.records.last().map_or(0, |(_, r)| {
+            now_ms.saturating_sub(r.arrival_ms).max(0) as u64
+        });
         self.iterator_age_ms.store(age, Ordering::Relaxed);
     }
 }
