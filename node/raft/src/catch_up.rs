@@ -40,7 +40,7 @@ impl CatchUpTargets {
         match targets.get(&group) {
             Some((v, _)) if v == vote => {}
             _ => {
-                targets.insert(group, (vote.clone(), leader_commit.unwrap_or(0)));
+                targets.insert(group, (*vote, leader_commit.unwrap_or(0)));
             }
         }
     }
