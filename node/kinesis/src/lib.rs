@@ -18,6 +18,7 @@ mod actions;
 pub mod codec;
 pub mod error;
 pub mod event_stream;
+pub mod metrics;
 mod router;
 mod server;
 pub mod sigv4;

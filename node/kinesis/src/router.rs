@@ -69,10 +69,23 @@ pub(crate) async fn handle(
         .and_then(|t| t.strip_prefix(TARGET_PREFIX))
         .unwrap_or("")
         .to_string();
-    let span = tracing::info_span!("kinesis.request", action = %action, request_id = %request_id);
+    let span = tracing::info_span!(
+        "kinesis.request",
+        otel.name = %format!("kinesis.{action}"),
+        action = %action,
+        request_id = %request_id
+    );
+    let started = std::time::Instant::now();
     let result = process(&api, method, uri, headers, body, format, &action)
         .instrument(span)
         .await;
+    crate::metrics::observe(
+        actions::metric_label(&action),
+        result
+            .as_ref()
+            .map_or_else(|e| e.type_name.as_str(), |_| "OK"),
+        started.elapsed(),
+    );
     match result {
         Ok(Reply::Doc(doc)) => {
             let bytes = codec::encode(format, &doc);

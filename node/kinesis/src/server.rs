@@ -15,6 +15,8 @@ use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
@@ -52,6 +54,10 @@ pub fn tls_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// Accepts connections until `shutdown` resolves, then asks every open connection to finish
+/// its in-flight requests and close (HTTP/1.1 closes after the current response, HTTP/2 sends
+/// GOAWAY), and returns once all have closed. Callers bound the wait: dropping the future drops
+/// the connections still open.
 pub async fn serve(
     listener: TcpListener,
     api: KinesisApi,
@@ -63,20 +69,55 @@ pub async fn serve(
         .with_state(api);
     let acceptor = tls.map(TlsAcceptor::from);
     let mut shutdown = std::pin::pin!(shutdown);
+    let (closing_tx, closing) = watch::channel(false);
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, app.clone(), acceptor.clone()));
+                    connections.spawn(connection(stream, app.clone(), acceptor.clone(), closing.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "failed to accept a kinesis connection"),
             },
         }
+        // Reap finished connections so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
     }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
-async fn connection(stream: TcpStream, app: axum::Router, acceptor: Option<TlsAcceptor>) {
+/// Serves one connection until it ends, or until `closing` turns true and its in-flight
+/// requests are answered.
+async fn serve_until_closing<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    mut closing: watch::Receiver<bool>,
+) -> Result<(), BoxError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = closing.wait_for(|c| *c) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn connection(
+    stream: TcpStream,
+    app: axum::Router,
+    acceptor: Option<TlsAcceptor>,
+    closing: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
     let is_tls = matches!(stream.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE);
@@ -84,11 +125,7 @@ async fn connection(stream: TcpStream, app: axum::Router, acceptor: Option<TlsAc
     let builder = auto::Builder::new(TokioExecutor::new());
     let result = match (is_tls, acceptor) {
         (true, Some(acceptor)) => match acceptor.accept(stream).await {
-            Ok(tls) => {
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                    .await
-            }
+            Ok(tls) => serve_until_closing(&builder, TokioIo::new(tls), service, closing).await,
             Err(e) => {
                 tracing::debug!(error = %e, "tls handshake failed");
                 return;
@@ -98,11 +135,7 @@ async fn connection(stream: TcpStream, app: axum::Router, acceptor: Option<TlsAc
             tracing::debug!("tls connection refused: no certificate is configured");
             return;
         }
-        (false, _) => {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-        }
+        (false, _) => serve_until_closing(&builder, TokioIo::new(stream), service, closing).await,
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "kinesis connection ended with an error");

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
@@ -47,6 +48,10 @@ pub struct GroupStatus {
     /// On the leader: how long ago each other member last acknowledged a heartbeat or
     /// replication (None: not since this node became leader). Empty on followers.
     pub acked_ms_ago: BTreeMap<u64, Option<u64>>,
+    /// Entries in the local log (after the purged prefix).
+    pub log_entries: u64,
+    /// Times this replica saw a new leader since the group was opened here.
+    pub leader_changes: u64,
 }
 
 #[derive(Clone)]
@@ -54,6 +59,7 @@ pub struct GroupHandle {
     pub(crate) group: u64,
     pub(crate) raft: GroupRaft,
     pub(crate) service: Option<Arc<dyn GroupService>>,
+    pub(crate) leader_changes: Arc<AtomicU64>,
 }
 
 impl GroupHandle {
@@ -143,6 +149,11 @@ impl GroupHandle {
             term: m.current_term,
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index()),
+            log_entries: m.last_log_index.map_or(0, |last| {
+                let first = m.purged.as_ref().map_or(0, |p| p.index() + 1);
+                (last + 1).saturating_sub(first)
+            }),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
             committed: m.local_committed.map(|l| l.index()),
             voters: mem.voter_ids().collect(),
             learners: mem.learner_ids().collect(),
@@ -173,6 +184,38 @@ impl GroupHandle {
             .map_err(|e| e.to_string())
     }
 
+    /// (Leader only.) The voter to hand leadership to: the one whose replicated log reaches
+    /// furthest, among those that acknowledged the leader within `fresh_ms`. None when this
+    /// replica does not lead or no other voter qualifies.
+    ///
+    /// openraft's transfer waits for the target to hold the leader's whole log before it
+    /// campaigns, so the furthest voter is the one that takes over soonest.
+    pub fn handoff_target(&self, fresh_ms: u64) -> Option<u64> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.current_leader != Some(m.id) {
+            return None;
+        }
+        let replication = m.replication.as_ref()?;
+        let acked = self.status().acked_ms_ago;
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != m.id)
+            .filter(|v| {
+                acked
+                    .get(v)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|ms| ms <= fresh_ms)
+            })
+            .max_by_key(|v| {
+                replication
+                    .get(v)
+                    .and_then(|l| l.as_ref().map(|l| l.index() + 1))
+                    .unwrap_or(0)
+            })
+    }
+
     /// Address of a member node, from the group's membership.
     pub fn member_address(&self, node: u64) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();
@@ -180,6 +223,27 @@ impl GroupHandle {
             .membership()
             .get_node(&node)
             .map(|n| n.addr.clone())
+    }
+
+    /// Counts the leaders this replica sees come and go, until the group stops.
+    pub(crate) fn watch_leader_changes(raft: &GroupRaft) -> Arc<AtomicU64> {
+        let changes = Arc::new(AtomicU64::new(0));
+        let mut rx = raft.metrics();
+        let counter = changes.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let leader = rx.borrow_watched().current_leader;
+                if leader.is_some() && leader != last {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    last = leader;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        changes
     }
 
     pub async fn shutdown(&self) {

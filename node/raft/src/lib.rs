@@ -14,11 +14,13 @@
 //!   `server.rs` answers them and the node-to-node Propose / Query calls.
 //! - `registry.rs`: [`RaftHost`], creating, finding and dropping groups.
 //! - `handle.rs`: [`GroupHandle`], what the rest of the node may do with a group (propose, read
-//!   leadership, change membership).
+//!   leadership, change membership, hand leadership over).
+//! - `catch_up.rs`: whether a local replica has caught up with its leader (node readiness).
 //!
 //! Nothing outside this crate sees an openraft type: if a new feature needs one, add a method to
 //! `GroupHandle` instead.
 
+mod catch_up;
 mod handle;
 mod log_store;
 mod network;
@@ -30,6 +32,7 @@ mod type_config;
 #[cfg(test)]
 mod conformance_tests;
 
+pub use catch_up::NotCaughtUp;
 pub use handle::{GroupHandle, GroupStatus, ProposeError};
 pub use network::client::PeerClients;
 pub use network::server::{GroupService, InternalService};

@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use openraft::{Config, SnapshotPolicy};
 use parking_lot::RwLock;
 use streamd_storage::{LogEngine, SledStore, group_prefix};
 
+use crate::catch_up::{CatchUpTargets, NotCaughtUp};
 use crate::handle::{GroupHandle, GroupRaft};
 use crate::log_store::LogStore;
 use crate::network::client::{GroupNetwork, PeerClients};
@@ -44,6 +46,10 @@ struct HostInner {
     peers: PeerClients,
     opts: RaftOptions,
     groups: RwLock<HashMap<u64, GroupHandle>>,
+    catch_up: CatchUpTargets,
+    /// Set once the node has begun a graceful stop: it no longer campaigns nor accepts
+    /// leadership.
+    stopping: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -67,6 +73,8 @@ impl RaftHost {
                 peers,
                 opts,
                 groups: RwLock::new(HashMap::new()),
+                catch_up: CatchUpTargets::default(),
+                stopping: AtomicBool::new(false),
             }),
         }
     }
@@ -101,6 +109,42 @@ impl RaftHost {
         let mut v: Vec<_> = self.inner.groups.read().values().cloned().collect();
         v.sort_by_key(|g| g.id());
         v
+    }
+
+    /// Whether this node's replica of `group` has caught up with its leader (see `catch_up.rs`).
+    pub fn caught_up(&self, group: u64) -> Result<(), NotCaughtUp> {
+        let Some(h) = self.group(group) else {
+            return Err(NotCaughtUp::NoLeader);
+        };
+        let s = h.status();
+        crate::catch_up::judge(
+            s.is_leader,
+            s.leader,
+            self.inner.catch_up.target(group),
+            s.last_applied,
+        )
+    }
+
+    pub(crate) fn note_append(
+        &self,
+        group: u64,
+        vote: &crate::type_config::Vote,
+        commit: Option<u64>,
+    ) {
+        self.inner.catch_up.note_append(group, vote, commit);
+    }
+
+    /// Begins a graceful stop: from now on no local replica campaigns for leadership, and
+    /// requests to take leadership over are refused, so leaderships handed away stay away.
+    pub fn begin_stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        for g in self.groups() {
+            g.raft().runtime_config().elect(false);
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
     }
 
     /// Starts this node's replica of `group` (recovering it from the WAL and sled if it existed).
@@ -169,11 +213,17 @@ impl RaftHost {
             openraft::Raft::new(self.inner.node_id, Arc::new(config), network, log, adapter)
                 .await
                 .map_err(io::Error::other)?;
+        let leader_changes = GroupHandle::watch_leader_changes(&raft);
         let handle = GroupHandle {
             group,
             raft,
             service,
+            leader_changes,
         };
+        if self.is_stopping() {
+            handle.raft().runtime_config().elect(false);
+        }
+        self.inner.catch_up.forget(group);
         let mut groups = self.inner.groups.write();
         // Two callers may race to open the same group; the first one wins.
         let h = groups.entry(group).or_insert(handle).clone();
@@ -184,6 +234,7 @@ impl RaftHost {
     #[tracing::instrument(name = "raft.remove_group", skip_all, fields(group_id = group))]
     pub async fn remove_group(&self, group: u64, tree: &str) -> io::Result<()> {
         let handle = self.inner.groups.write().remove(&group);
+        self.inner.catch_up.forget(group);
         if let Some(h) = handle {
             h.shutdown().await;
         }

@@ -1,11 +1,11 @@
 //! The HTTP admin endpoint: `/healthz` (the process is alive), `/readyz` (joined the cluster,
-//! metadata reachable, every local shard replica has a leader) and `/metrics` (Prometheus text).
-
-use std::fmt::Write;
+//! not stopping, and every local replica, metadata and shards, has heard from its leader and
+//! applied what that leader had committed then) and `/metrics` (Prometheus text).
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use streamd_raft::META_GROUP;
 
@@ -32,21 +32,22 @@ pub(crate) async fn serve(
 
 /// Why the node is not ready yet, if it is not.
 pub(crate) fn not_ready_reason(node: &Node) -> Option<String> {
+    if node.host.is_stopping() {
+        return Some("shutting down".into());
+    }
     if node.meta.read().cluster_secret.is_empty() {
         return Some("the cluster has not formed yet".into());
     }
-    let meta = node.host.group(META_GROUP)?;
-    if meta.status().leader.is_none() {
-        return Some("the metadata group has no leader".into());
+    if let Err(e) = node.host.caught_up(META_GROUP) {
+        return Some(format!("the metadata group is not caught up: {e}"));
     }
-    let groups: Vec<u64> = node.shards.read().keys().copied().collect();
+    let mut groups: Vec<u64> = node.shards.read().keys().copied().collect();
+    groups.sort_unstable();
     for g in groups {
-        if node
-            .host
-            .group(g)
-            .is_none_or(|h| h.status().leader.is_none())
-        {
-            return Some(format!("shard group {g} has no leader"));
+        // A replica that is behind would serve reads of records it has not applied yet as
+        // missing; a load balancer should send readers elsewhere until it has caught up.
+        if let Err(e) = node.host.caught_up(g) {
+            return Some(format!("shard group {g} is not caught up: {e}"));
         }
     }
     None
@@ -59,49 +60,12 @@ async fn readyz(State(node): State<Node>) -> (StatusCode, String) {
     }
 }
 
-/// Prometheus text exposition of the Raft and storage gauges. A handful of lines written
-/// directly; the metrics SDK and per-shard Kinesis metrics arrive with the observability work.
-async fn metrics(State(node): State<Node>) -> String {
-    let mut out = String::new();
-    let wal = node.host.engine().stats();
-    let _ = writeln!(
-        out,
-        "# TYPE streamd_wal_fsyncs_total counter\nstreamd_wal_fsyncs_total {}",
-        wal.fsyncs
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE streamd_wal_bytes_written_total counter\nstreamd_wal_bytes_written_total {}",
-        wal.bytes_written
-    );
-    let _ = writeln!(out, "# TYPE streamd_raft_term gauge");
-    let groups = node.host.groups();
-    for g in &groups {
-        let s = g.status();
-        let _ = writeln!(out, "streamd_raft_term{{group=\"{}\"}} {}", s.group, s.term);
-    }
-    let _ = writeln!(out, "# TYPE streamd_raft_is_leader gauge");
-    for g in &groups {
-        let s = g.status();
-        let _ = writeln!(
-            out,
-            "streamd_raft_is_leader{{group=\"{}\"}} {}",
-            s.group,
-            u8::from(s.is_leader)
-        );
-    }
-    let _ = writeln!(out, "# TYPE streamd_raft_apply_lag gauge");
-    for g in &groups {
-        let s = g.status();
-        let lag = s
-            .last_log_index
-            .unwrap_or(0)
-            .saturating_sub(s.last_applied.unwrap_or(0));
-        let _ = writeln!(
-            out,
-            "streamd_raft_apply_lag{{group=\"{}\"}} {}",
-            s.group, lag
-        );
-    }
-    out
+async fn metrics(State(node): State<Node>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(&node),
+    )
 }

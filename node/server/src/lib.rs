@@ -6,7 +6,9 @@ mod config;
 mod dev_cluster;
 mod driver;
 mod join;
+mod lifecycle;
 mod node;
+mod telemetry;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -111,14 +113,16 @@ pub async fn main(build: Build) -> std::process::ExitCode {
 
 async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
     let node = node::Node::start(config).await?;
+    telemetry::register();
+    // Turns true when the listeners must stop accepting (step 4 of `lifecycle`).
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop_tx = std::sync::Arc::new(stop_tx);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     // A node the cluster refuses to admit cannot take part: it stops, with the reason.
     let join_failure: std::sync::Arc<parking_lot::Mutex<Option<join::JoinError>>> =
         Default::default();
+    let (refused_tx, mut refused) = tokio::sync::watch::channel(false);
     if node.config.join.is_empty() {
         tokio::spawn({
             let n = node.clone();
@@ -128,43 +132,74 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
         tokio::spawn({
             let n = node.clone();
             let failure = join_failure.clone();
-            let stop = stop_tx.clone();
             async move {
                 if let Err(e) = join::join(&n).await {
                     tracing::error!(error = %e, "failed to join the cluster; stopping");
                     *failure.lock() = Some(e);
-                    let _ = stop.send(true);
+                    let _ = refused_tx.send(true);
                 }
             }
         });
     }
     tokio::spawn(driver::run(node.clone()));
     let admin = tokio::spawn(admin::serve(node.clone(), stopped(stop_rx.clone())));
-    let kinesis = tokio::spawn({
+    let mut kinesis = tokio::spawn({
         let n = node.clone();
         let stop = stopped(stop_rx.clone());
         async move { n.serve_kinesis(stop).await }
     });
-    let grpc = node.serve_grpc({
+    let mut grpc = tokio::spawn({
+        let n = node.clone();
         let stop = stopped(stop_rx.clone());
-        async move {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                _ = stop => {}
-            }
-            let _ = stop_tx.send(true);
-        }
+        async move { n.serve_grpc(stop).await }
     });
-    let result = grpc.await;
-    node.host.shutdown().await;
-    let _ = admin.await;
-    match kinesis.await {
-        Ok(Err(e)) => tracing::error!(error = %e, "kinesis api stopped"),
-        Err(e) => tracing::error!(error = %e, "kinesis api task failed"),
-        Ok(Ok(())) => {}
+    let flatten = |r: Result<Result<(), node::NodeError>, tokio::task::JoinError>| {
+        r.unwrap_or_else(|e| Err(node::NodeError::Task(e.to_string())))
+    };
+    let mut result = Ok(());
+    let mut grpc_finished = false;
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("stop requested: handing over and draining");
+            lifecycle::hand_off(&node).await;
+        }
+        _ = refused.wait_for(|r| *r) => {}
+        r = &mut grpc => {
+            grpc_finished = true;
+            result = flatten(r);
+        }
     }
+    let _ = stop_tx.send(true);
+    let drain = async {
+        let grpc_result = if grpc_finished {
+            Ok(())
+        } else {
+            flatten((&mut grpc).await)
+        };
+        match (&mut kinesis).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "kinesis api stopped"),
+            Err(e) => tracing::error!(error = %e, "kinesis api task failed"),
+            Ok(Ok(())) => {}
+        }
+        grpc_result
+    };
+    match tokio::time::timeout(lifecycle::DRAIN_DEADLINE, drain).await {
+        Ok(r) => result = result.and(r),
+        Err(_) => {
+            tracing::warn!(
+                deadline = ?lifecycle::DRAIN_DEADLINE,
+                "requests still in flight at the drain deadline; closing them"
+            );
+            grpc.abort();
+            kinesis.abort();
+        }
+    }
+    node.host.shutdown().await;
+    lifecycle::flush_storage(&node).await;
+    let _ = admin.await;
     if let Some(e) = join_failure.lock().take() {
         return Err(e.into());
     }
+    tracing::info!("stopped");
     result
 }

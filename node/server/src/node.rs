@@ -34,6 +34,8 @@ pub(crate) enum NodeError {
     Serve(tonic::transport::Error),
     #[error(transparent)]
     Join(#[from] crate::join::JoinError),
+    #[error("a server task failed: {0}")]
+    Task(String),
 }
 
 /// A running node's parts, shared with the admin endpoints and the driver.
@@ -190,6 +192,7 @@ impl Node {
             })?;
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(crate::telemetry::GrpcMetricsLayer)
             .add_service(StreamdService::new(self.gateway.clone()))
             .add_service(InternalService::new(self.host.clone()))
             .add_service(crate::join::MembershipService::new(self.clone()))

@@ -8,6 +8,8 @@
 //!   and local reads for queries.
 //! - `reader.rs`: iterator positions and record reads from the local replica's sled tree.
 //! - `limits.rs`: per-shard token buckets.
+//! - `metrics.rs`: Kinesis's shard-level metrics (bytes and records in and out, throttles,
+//!   iterator age), counted by `service.rs`.
 //! - `keys.rs`: the sled key layout of a shard.
 //!
 //! Nothing here talks to the network: forwarding is the gateway's job and transport is
@@ -17,12 +19,14 @@ mod apply;
 pub mod command;
 mod keys;
 mod limits;
+mod metrics;
 mod producers;
 mod reader;
 mod service;
 
 pub use apply::{ShardState, ShardStateMachine};
 pub use limits::ShardLimits;
+pub use metrics::{ShardMetrics, ShardMetricsSnapshot};
 pub use reader::ShardReader;
 pub use service::{ShardService, SharedShardService, now_ms};
 

@@ -18,6 +18,7 @@ use crate::command::{
     ShardRequest,
 };
 use crate::limits::{ReadBudget, ShardLimits, WriteBudget};
+use crate::metrics::ShardMetrics;
 use crate::reader::ShardReader;
 
 pub fn now_ms() -> i64 {
@@ -33,6 +34,7 @@ pub struct ShardService {
     limits: ShardLimits,
     budget: Mutex<WriteBudget>,
     read_budget: Mutex<ReadBudget>,
+    metrics: Arc<ShardMetrics>,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
@@ -51,7 +53,12 @@ impl ShardService {
             limits,
             budget: Mutex::new(WriteBudget::new()),
             read_budget: Mutex::new(ReadBudget::new()),
+            metrics: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
     }
 
     pub fn reader(&self) -> &ShardReader {
@@ -75,8 +82,10 @@ impl ShardService {
         handle: GroupHandle,
         records: Vec<crate::command::RecordIn>,
         admitted: Vec<bool>,
+        metrics: Arc<ShardMetrics>,
     ) -> Result<Vec<u8>, ApiError> {
         let total = records.len();
+        metrics.write_throttled(admitted.iter().filter(|ok| !**ok).count() as u64);
         let accepted: Vec<_> = records
             .into_iter()
             .zip(admitted.iter())
@@ -85,6 +94,10 @@ impl ShardService {
             .collect();
         let mut sequence = Vec::new();
         let mut closed = false;
+        let accepted_bytes: usize = accepted
+            .iter()
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
         if !accepted.is_empty() {
             let cmd = encode(&ShardCommand::Put {
                 arrival_ms: now_ms(),
@@ -96,6 +109,7 @@ impl ShardService {
                     sequence = (0..count)
                         .map(|p| SequenceNumber::new(group, log_index, p as u16).0)
                         .collect();
+                    metrics.written(count as u64, accepted_bytes as u64);
                 }
                 ApplyReply::Closed => closed = true,
                 ApplyReply::Trimmed
@@ -228,7 +242,13 @@ impl GroupService for ShardService {
                     return Box::pin(async move { encode(&ShardReply::Put { results }) });
                 }
                 let admitted = self.admit(&records);
-                Box::pin(Self::put(group, handle, records, admitted))
+                Box::pin(Self::put(
+                    group,
+                    handle,
+                    records,
+                    admitted,
+                    self.metrics.clone(),
+                ))
             }
             ShardRequest::PutIdempotent {
                 producer_id,
@@ -287,12 +307,15 @@ impl GroupService for ShardService {
             } => {
                 let limited = self.limits == ShardLimits::Kinesis;
                 if limited && !self.read_budget.lock().admit_call() {
+                    self.metrics.read_throttled();
                     return Err(ApiError::new(
                         ErrorCode::ProvisionedThroughputExceeded,
                         "Rate exceeded for shard: over 5 GetRecords calls or 2 MiB per second.",
                     ));
                 }
-                let read = self.reader.read(from, limit, max_bytes, now_ms())?;
+                let now = now_ms();
+                let read = self.reader.read(from, limit, max_bytes, now)?;
+                self.metrics.read(&read, now);
                 if limited {
                     let bytes = read
                         .records

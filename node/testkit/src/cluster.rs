@@ -503,6 +503,38 @@ impl Cluster {
         self.stop_nodes(&[id]).await;
     }
 
+    /// Sends SIGTERM to node `id` without waiting; [`wait_exit`](Self::wait_exit) collects it.
+    pub fn terminate(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        let pid = node.child.as_ref().map(Child::id);
+        let pid = pid.unwrap_or_else(|| panic!("node {id} is not running"));
+        signal::send(pid, Signal::Term).unwrap_or_else(|e| panic!("SIGTERM node {id}: {e}"));
+    }
+
+    /// Waits until node `id` exits and returns its exit status; panics after `timeout` (the
+    /// node is then killed when the cluster is dropped).
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            let node = self.node_mut(id);
+            let child = node
+                .child
+                .as_mut()
+                .unwrap_or_else(|| panic!("node {id} is not running"));
+            if let Some(status) = child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("waiting for node {id}: {e}"))
+            {
+                node.child = None;
+                return status;
+            }
+            if Instant::now() >= end {
+                panic!("node {id} did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops every node gracefully (SIGTERM to all, then SIGKILL to those still up after a
     /// timeout).
     pub async fn stop_all(&mut self) {

@@ -27,6 +27,15 @@ impl From<Doc> for Reply {
 
 /// Every operation of the Kinesis_20131202 model, so an operation the cluster cannot carry out yet
 /// is told apart from one that does not exist.
+/// `action` when it is a known action, else "unknown": a bounded label for metrics.
+pub(crate) fn metric_label(action: &str) -> &str {
+    if KNOWN.contains(&action) {
+        action
+    } else {
+        "unknown"
+    }
+}
+
 const KNOWN: [&str; 39] = [
     "AddTagsToStream",
     "CreateStream",

@@ -78,7 +78,14 @@ impl Internal for InternalService {
     ) -> Result<Response<RaftMessage>, Status> {
         let m = req.into_inner();
         let g = self.group(m.group_id)?;
-        let rpc = decode(&m.payload)?;
+        let rpc: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&m.payload)?;
+        // What the leader had committed when this replica first heard from it: the replica's
+        // catch-up target for readiness.
+        self.host.note_append(
+            m.group_id,
+            &rpc.vote,
+            rpc.leader_commit.as_ref().map(|l| l.index()),
+        );
         reply(m.group_id, g.raft().append_entries(rpc).await)
     }
 
@@ -142,6 +149,10 @@ impl Internal for InternalService {
         let m = req.into_inner();
         let g = self.group(m.group_id)?;
         let r: openraft::raft::TransferLeaderRequest<TypeConfig> = decode(&m.payload)?;
+        // A stopping node hands leaderships away; it must not take one over.
+        if self.host.is_stopping() && *r.to_node_id() == self.host.node_id() {
+            return Err(Status::unavailable("this node is shutting down"));
+        }
         reply(m.group_id, g.raft().handle_transfer_leader(r).await)
     }
 

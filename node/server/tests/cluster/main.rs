@@ -5,14 +5,19 @@
 //! - t20: SIGKILL of a shard leader under load: writes resume, replicas converge, nothing lost.
 //! - t25: a follower that missed more than the leader's log holds catches up by snapshot.
 //! - t30: full-cluster restart: streams, shards and records come back.
+//! - t35: a restarted node reports ready only once its replicas applied what was committed
+//!   while it was down.
 //! - t40: every API limit refused with the right error code, and throughput limits.
 //! - t50: a node without `--initial-cluster` forms a one-node cluster.
+//! - t52: `/metrics`: every documented metric, shard-level ones only as enhanced monitoring says.
 //! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
 //! - t70: split, merge and UpdateShardCount under load, and a split whose controller is killed:
 //!   every key's acknowledged records once each, in acknowledgement order, across the lineage.
 //! - t80: a node lost for good: its replicas are re-created on the others, all replicas identical;
 //!   a drained node hands everything over and leaves; a node joining with `--join` gets its share
 //!   of the replicas, then another node drains.
+//! - t85: SIGTERM of a shard leader under writes: leaderships move before it exits 0, writes
+//!   pause well under an election timeout, nothing acknowledged is lost.
 //! - t90: the batching producer, idempotent: 100,000 records into 8 shards through a shard
 //!   leader's SIGKILL and restart, all acknowledged, read back exactly once each, in send order
 //!   per shard; and KPL-aggregated records deaggregated back to every user record.
@@ -29,11 +34,14 @@ mod t10_put_get;
 mod t20_kill_leader;
 mod t25_snapshot_catch_up;
 mod t30_full_restart;
+mod t35_ready_after_catch_up;
 mod t40_bad_input;
 mod t50_single_node;
+mod t52_metrics;
 mod t60_kinesis_sdk;
 mod t70_reshard;
 mod t80_node_loss;
+mod t85_graceful_stop;
 mod t90_producer;
 mod t92_idempotent;
 mod t95_consumer_group;

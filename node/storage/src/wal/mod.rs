@@ -33,6 +33,8 @@
 //! earlier one's entries).
 
 mod index;
+mod metrics;
+pub use metrics::register as register_metrics;
 mod record;
 mod segment;
 mod writer;

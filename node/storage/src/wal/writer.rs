@@ -319,6 +319,7 @@ impl Writer {
             let stats = &self.shared.stats;
             stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             stats.last_fsync_micros.store(micros, Ordering::Relaxed);
+            super::metrics::FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
         }
         self.dirty = false;
         Ok(())
