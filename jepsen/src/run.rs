@@ -148,7 +148,10 @@ fn choose_topology(args: &TestArgs) -> Topology {
     } else if net::find_program("ip").is_none() {
         "the `ip` command is not installed".to_string()
     } else {
-        match Netns::create((args.nodes + spare_slots(args)) as usize, std::process::id()) {
+        match Netns::create(
+            (args.nodes + spare_slots(args)) as usize,
+            std::process::id(),
+        ) {
             Ok(n) => return Topology::Netns(Arc::new(n)),
             Err(e) => format!("network namespaces could not be set up: {e}"),
         }
@@ -442,10 +445,14 @@ fn available_kinds(
                 lazyfs::unavailable().map(|e| format!("the FUSE disks cannot be mounted here: {e}"))
             }
             Kind::Membership | Kind::Corrupt if args.nodes < 3 => Some(
-                "draining a node needs somewhere to move its replicas: at least 3 nodes".to_string(),
+                "draining a node needs somewhere to move its replicas: at least 3 nodes"
+                    .to_string(),
             ),
             Kind::Membership | Kind::Corrupt
-                if args.nemesis.iter().any(|n| n.kind() == Some(Kind::PowerCut)) =>
+                if args
+                    .nemesis
+                    .iter()
+                    .any(|n| n.kind() == Some(Kind::PowerCut)) =>
             {
                 Some(
                     "not with power-cut: a node that joins gets a new data directory, which is \

@@ -29,7 +29,11 @@ const ACCEPTED: &[&str] = &[
 ];
 
 pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
-    let faults: Vec<_> = facts.faults.iter().filter(|f| f.kind == "corrupt").collect();
+    let faults: Vec<_> = facts
+        .faults
+        .iter()
+        .filter(|f| f.kind == "corrupt")
+        .collect();
     if faults.is_empty() {
         return PropertyResult::not_checked(
             ID,
@@ -52,7 +56,10 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
             *damage.entry(kind.to_string()).or_default() += 1;
         }
         if !ACCEPTED.contains(&outcome.as_str()) {
-            let ops = [Some(f.start_index), f.end_index].into_iter().flatten().collect();
+            let ops = [Some(f.start_index), f.end_index]
+                .into_iter()
+                .flatten()
+                .collect();
             anomalies.push(
                 "corruption-not-handled",
                 format!(

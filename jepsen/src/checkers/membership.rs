@@ -41,7 +41,10 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
             "join:joined" | "drain:drained" | "join:interrupted" | "drain:skipped"
         );
         if !ok {
-            let ops = [Some(f.start_index), f.end_index].into_iter().flatten().collect();
+            let ops = [Some(f.start_index), f.end_index]
+                .into_iter()
+                .flatten()
+                .collect();
             let detail = f.detail.clone().unwrap_or_default();
             anomalies.push(
                 "membership-change-failed",
@@ -79,7 +82,10 @@ mod tests {
 
     #[test]
     fn without_the_nemesis_it_is_not_checked() {
-        let r = check(&Facts::from_history(&H::default().ops), &CheckConfig::default());
+        let r = check(
+            &Facts::from_history(&H::default().ops),
+            &CheckConfig::default(),
+        );
         assert_eq!(r.verdict, Verdict::NotChecked);
     }
 
@@ -91,7 +97,10 @@ mod tests {
         h.fault_outcome(3, "membership", &[2], 50, 60, "join:interrupted");
         let r = check(&Facts::from_history(&h.ops), &CheckConfig::default());
         assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
-        assert_eq!((r.stats["joined"].clone(), r.stats["drained"].clone()), (json!(1), json!(1)));
+        assert_eq!(
+            (r.stats["joined"].clone(), r.stats["drained"].clone()),
+            (json!(1), json!(1))
+        );
         h.fault_outcome(4, "membership", &[1], 70, 80, "drain:failed");
         let r = check(&Facts::from_history(&h.ops), &CheckConfig::default());
         assert_eq!(r.verdict, Verdict::Invalid);

@@ -262,7 +262,12 @@ enum Restart {
     Refused(String),
 }
 
-pub(crate) async fn start(target: &Target, slot: u64, kind: Damage, pick: u64) -> Result<Done, Done> {
+pub(crate) async fn start(
+    target: &Target,
+    slot: u64,
+    kind: Damage,
+    pick: u64,
+) -> Result<Done, Done> {
     let started = Instant::now();
     let mut done = Done {
         node: 0,
@@ -273,8 +278,10 @@ pub(crate) async fn start(target: &Target, slot: u64, kind: Damage, pick: u64) -
         detail: String::new(),
     };
     let found = target.with_cluster(|c| {
-        c.node_id(slot)
-            .zip(c.spec(slot).map(|s| (s.data_dir.clone(), s.admin_addr, s.log_path.clone())))
+        c.node_id(slot).zip(
+            c.spec(slot)
+                .map(|s| (s.data_dir.clone(), s.admin_addr, s.log_path.clone())),
+        )
     });
     let Some((id, (dir, admin, log))) = found else {
         done.outcome = "skipped".into();
@@ -319,7 +326,9 @@ pub(crate) async fn start(target: &Target, slot: u64, kind: Damage, pick: u64) -
             let log = log_since_start(&log);
             return Ok(match corruption_in(&log) {
                 Some(line) => Ok(Restart::Refused(line)),
-                None => Err(format!("node {id} exited ({exit}) without a corruption error")),
+                None => Err(format!(
+                    "node {id} exited ({exit}) without a corruption error"
+                )),
             });
         }
         match http_status(admin, "/readyz", Duration::from_secs(2)).await {
@@ -333,7 +342,12 @@ pub(crate) async fn start(target: &Target, slot: u64, kind: Damage, pick: u64) -
     let _ = target.with_cluster(|c| c.expect_exit(slot, false));
     let result = match waited {
         Waited::Done(Ok(Restart::Ready { torn })) => {
-            done.outcome = if torn { "torn-tail-cut" } else { "started-clean" }.into();
+            done.outcome = if torn {
+                "torn-tail-cut"
+            } else {
+                "started-clean"
+            }
+            .into();
             done.detail = format!("node {id} started again");
             Ok(done)
         }
@@ -343,17 +357,20 @@ pub(crate) async fn start(target: &Target, slot: u64, kind: Damage, pick: u64) -
             Err(done)
         }
         Waited::Stopped(last) | Waited::TimedOut(last) => {
-            done.detail = format!("node {id} neither ready nor refused within {START_DEADLINE:?}: {last}");
+            done.detail =
+                format!("node {id} neither ready nor refused within {START_DEADLINE:?}: {last}");
             Err(done)
         }
     };
-    result.map(|mut d| {
-        d.took_ms = started.elapsed().as_millis() as u64;
-        d
-    }).map_err(|mut d| {
-        d.took_ms = started.elapsed().as_millis() as u64;
-        d
-    })
+    result
+        .map(|mut d| {
+            d.took_ms = started.elapsed().as_millis() as u64;
+            d
+        })
+        .map_err(|mut d| {
+            d.took_ms = started.elapsed().as_millis() as u64;
+            d
+        })
 }
 
 /// Starts a node with a new id in `slot` (`--join` through `members`) and waits until it is
@@ -441,7 +458,9 @@ async fn replace(
         }
         Waited::Stopped(last) => {
             done.outcome = "detected-repairing".into();
-            steps.push(format!("the workload ended before node {broken} was removed ({last})"));
+            steps.push(format!(
+                "the workload ended before node {broken} was removed ({last})"
+            ));
             done.detail = steps.join("; ");
             return Ok(done);
         }
@@ -489,7 +508,11 @@ mod tests {
     fn records_are_found_by_their_lengths() {
         let data = segment(&[b"\x01abc", b"\x02de"]);
         assert_eq!(records(&data), vec![(8, 20), (20, 31)]);
-        assert_eq!(records(&data[..25]), vec![(8, 20)], "a cut record is not listed");
+        assert_eq!(
+            records(&data[..25]),
+            vec![(8, 20)],
+            "a cut record is not listed"
+        );
     }
 
     #[test]

@@ -204,7 +204,12 @@ pub(crate) async fn start(target: &Target, pick: u64) -> Result<Done, Done> {
     }
 }
 
-async fn join(target: &Target, slot: u64, members: &[Member], started: Instant) -> Result<Done, Done> {
+async fn join(
+    target: &Target,
+    slot: u64,
+    members: &[Member],
+    started: Instant,
+) -> Result<Done, Done> {
     let seeds: Vec<String> = members.iter().map(|m| m.grpc.clone()).collect();
     let placed = target.with_cluster(|c| {
         let id = c.place_new(slot, seeds.join(","))?;
@@ -319,6 +324,9 @@ async fn drain(
 
 impl Done {
     pub(crate) fn describe(&self) -> String {
-        format!("{} ({} in {} ms): {}", self.step, self.outcome, self.took_ms, self.detail)
+        format!(
+            "{} ({} in {} ms): {}",
+            self.step, self.outcome, self.took_ms, self.detail
+        )
     }
 }

@@ -319,7 +319,12 @@ impl Fault {
             Fault::Corrupt {
                 node, damage, done, ..
             } => match done {
-                Some(d) => format!("corrupt ({}) node {}: {}", damage.name(), d.node, d.describe()),
+                Some(d) => format!(
+                    "corrupt ({}) node {}: {}",
+                    damage.name(),
+                    d.node,
+                    d.describe()
+                ),
                 None => format!("corrupt ({}) the node in slot {node}", damage.name()),
             },
         }
@@ -991,6 +996,35 @@ mod tests {
             old,
             plan(5, &[Kind::Pause, Kind::Kill], 3, Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn membership_and_corrupt_sort_last_so_old_seeds_replay() {
+        let mut all = vec![Kind::Corrupt, Kind::Membership, Kind::PowerCut, Kind::Kill];
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            vec![Kind::Kill, Kind::PowerCut, Kind::Membership, Kind::Corrupt]
+        );
+        let limit = Duration::from_secs(40);
+        let old = plan(11, &[Kind::PowerCut, Kind::Kill], 3, limit);
+        assert!(old.iter().all(|p| p.fault.kind() <= Kind::PowerCut));
+        let s = plan(5, &[Kind::Membership, Kind::Corrupt, Kind::Kill], 3, limit);
+        let kinds: std::collections::BTreeSet<Kind> = s.iter().map(|p| p.fault.kind()).collect();
+        assert_eq!(kinds.len(), 3, "{s:?}");
+        for p in &s {
+            match &p.fault {
+                Fault::Corrupt { node, done, .. } => {
+                    assert!((1..=3).contains(node) && done.is_none())
+                }
+                // The step is chosen when it starts: until then it names no slot.
+                Fault::Membership { done, .. } => {
+                    assert!(done.is_none() && p.fault.nodes().is_empty())
+                }
+                Fault::Kill { .. } => {}
+                other => panic!("not enabled: {other:?}"),
+            }
+        }
     }
 
     #[test]
