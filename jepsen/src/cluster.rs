@@ -56,6 +56,8 @@ pub struct Cluster {
     nodes: Vec<Node>,
     /// The next node id never used in this run.
     next_id: u64,
+    /// Flags every node starts with, after the ones the harness always gives.
+    extra_args: Vec<String>,
 }
 
 /// A current member: its slot, node id and addresses.
@@ -100,6 +102,7 @@ impl Cluster {
             initial_cluster,
             nodes,
             next_id,
+            extra_args: Vec::new(),
         }
     }
 
@@ -280,6 +283,11 @@ impl Cluster {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no slot {slot}")))
     }
 
+    /// Flags every node starts with from now on.
+    pub fn set_extra_args(&mut self, args: Vec<String>) {
+        self.extra_args = args;
+    }
+
     /// Sets the extra environment node `id` starts with from now on.
     pub fn set_env(&mut self, id: u64, env: Vec<(String, String)>) -> io::Result<()> {
         self.node_mut(id)?.env = env;
@@ -296,14 +304,14 @@ impl Cluster {
         argv.push(self.binary.display().to_string());
         match &node.join {
             Some(seeds) => {
-                argv.extend(node_args(&node.spec, None, true, &[]));
+                argv.extend(node_args(&node.spec, None, true, &self.extra_args));
                 argv.extend(["--join".to_string(), seeds.clone()]);
             }
             None => argv.extend(node_args(
                 &node.spec,
                 Some(&self.initial_cluster),
                 true,
-                &[],
+                &self.extra_args,
             )),
         }
         Some(argv)

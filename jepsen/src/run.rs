@@ -53,6 +53,8 @@ const RESHARD_KEYS: u32 = 128;
 /// How long the drain waits for a reshard still in progress to finish after healing.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const PLOT_FILE: &str = "latency-throughput.png";
+/// streamd's down timeout when the `corrupt` nemesis runs (see where it is set).
+const CORRUPT_NODE_DOWN_TIMEOUT_S: u64 = 10;
 /// What `check` carries over from a campaign's results.json when it rewrites it.
 const RECHECK_KEPT: &[&str] = &[
     "args",
@@ -665,6 +667,18 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     }
     for (kind, reason) in &skipped {
         log.note(format!("nemesis {kind} not run: {reason}"));
+    }
+    if kinds.contains(&Kind::Corrupt) {
+        // A node that refuses its corrupt data is drained and, being stopped, removed only after
+        // the down timeout; at streamd's 30 s default that repair takes most of a short run.
+        // 10 s is still longer than any kill or pause here (2-6 s), so those do not make the
+        // cluster re-create replicas.
+        let flags = vec![
+            "--node-down-timeout-secs".to_string(),
+            CORRUPT_NODE_DOWN_TIMEOUT_S.to_string(),
+        ];
+        log.note(format!("nodes start with {} (corrupt)", flags.join(" ")));
+        with_cluster(&cluster, |c| c.set_extra_args(flags));
     }
     let time_limit = Duration::from_secs(args.time_limit);
     let schedule = nemesis::plan(seed, &kinds, args.nodes, time_limit);

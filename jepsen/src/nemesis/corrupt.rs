@@ -44,7 +44,7 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a replacement gets to be ready.
 const REPLACE_READY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a broken node gets to be drained and removed: its replicas move at once, but a
-/// stopped node is removed only after streamd's down timeout (30 s by default).
+/// stopped node is removed only after streamd's down timeout (10 s in runs with this nemesis).
 const REPLACE_MOVE_DEADLINE: Duration = Duration::from_secs(90);
 /// What streamd logs when it cuts a torn tail (`node/storage/src/wal/segment.rs`).
 const TORN_TAIL_LOG: &str = "wal: truncating torn tail";
@@ -407,7 +407,7 @@ async fn start_replacement(target: &Target, slot: u64) -> Result<u64, String> {
 /// streamd refuses a second node on an address a member holds, so the replacement goes into a
 /// free slot when there is one (then the broken node is drained onto it), else into the broken
 /// node's own slot once the cluster has removed it (a stopped node is removed only after the
-/// down timeout, 30 s by default).
+/// down timeout, which the run sets to 10 s).
 async fn replace(
     target: &Target,
     slot: u64,

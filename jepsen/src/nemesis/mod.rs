@@ -608,6 +608,11 @@ async fn drive_sequence(
     }
     for mut p in schedule {
         let kind = p.fault.kind();
+        // When both are ready (a fault overran into the next one's time and the workload ended
+        // meanwhile) `select!` picks either: a fault must not start after the end.
+        if *stop.borrow() {
+            break;
+        }
         let stopped = tokio::select! {
             _ = tokio::time::sleep_until(origin + p.at) => false,
             _ = stop.wait_for(|s| *s) => true,
