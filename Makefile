@@ -53,7 +53,11 @@ helm-tests:
 # build (a WAL that never fsyncs) under a power cut of every node on FUSE disks that forget
 # unsynced writes: the checker must say valid=false with anomalies (acknowledged records lost, or
 # their positions reused by other records), and the target fails if it does not. Power cuts of the
-# real build are in the must-pass campaigns (the third one, `power-cut,kill`).
+# real build are in the must-pass campaigns (the third one, `power-cut,kill`). Not here yet:
+# `--nodes 3 --time-limit 40 --nemesis membership,corrupt,kill` (properties 12 and 13), because
+# it finds a streamd bug: with seed 74 a replica re-added to a node after a few moves serves its
+# shard empty (jepsen/README.md, "What the membership and corrupt campaigns showed"). Seed 40
+# passed every time; add it here once the bug is fixed.
 jepsen-smoke:
 	cargo build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader,reshard --seed 8 --retention --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)

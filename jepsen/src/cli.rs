@@ -40,6 +40,8 @@ pub enum NemesisArg {
     Clock,
     Reshard,
     PowerCut,
+    Membership,
+    Corrupt,
     None,
 }
 
@@ -57,6 +59,8 @@ impl NemesisArg {
             NemesisArg::Clock => Some(Kind::Clock),
             NemesisArg::Reshard => Some(Kind::Reshard),
             NemesisArg::PowerCut => Some(Kind::PowerCut),
+            NemesisArg::Membership => Some(Kind::Membership),
+            NemesisArg::Corrupt => Some(Kind::Corrupt),
             NemesisArg::None => None,
         }
     }
@@ -71,7 +75,7 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
     /// Nemeses to schedule, comma-separated: kill, pause, partition, lossy, partition-leader,
-    /// ring, bridge, delay, clock, reshard, power-cut (or none).
+    /// ring, bridge, delay, clock, reshard, power-cut, membership, corrupt (or none).
     #[arg(long, value_delimiter = ',', default_value = "partition,kill,pause")]
     pub nemesis: Vec<NemesisArg>,
     /// Seed of every random choice (fault schedule, batch sizes, keys); printed, and a run is

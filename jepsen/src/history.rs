@@ -131,8 +131,8 @@ pub enum Phase {
 pub struct FaultEvent {
     /// Pairs a start with its end.
     pub id: u64,
-    /// `kill`, `pause`, `partition`, `lossy`, `partition-leader`, `power-cut`, or `crash` (a
-    /// node that exited on its own).
+    /// `kill`, `pause`, `partition`, `lossy`, `partition-leader`, `power-cut`, `membership`,
+    /// `corrupt`, or `crash` (a node that exited on its own). `nodes` are slots (cluster.rs).
     pub kind: String,
     pub phase: Phase,
     pub nodes: Vec<u64>,
@@ -141,6 +141,10 @@ pub struct FaultEvent {
     pub groups: Vec<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How a `membership` step or a `corrupt` fault ended (`join:joined`, `drain:drained`,
+    /// `detected-replaced`, `torn-tail-cut`, `started-clean`, `skipped`, `failed`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

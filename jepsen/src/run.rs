@@ -53,6 +53,8 @@ const RESHARD_KEYS: u32 = 128;
 /// How long the drain waits for a reshard still in progress to finish after healing.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const PLOT_FILE: &str = "latency-throughput.png";
+/// streamd's down timeout when the `corrupt` nemesis runs (see where it is set).
+const CORRUPT_NODE_DOWN_TIMEOUT_S: u64 = 10;
 /// What `check` carries over from a campaign's results.json when it rewrites it.
 const RECHECK_KEPT: &[&str] = &[
     "args",
@@ -130,6 +132,16 @@ enum Topology {
     Loopback(String),
 }
 
+/// Slots beyond the initial nodes: one spare for the `membership` nemesis to join nodes into,
+/// and for `corrupt` to start a replacement in while the broken node still holds its address.
+fn spare_slots(args: &TestArgs) -> u64 {
+    u64::from(
+        args.nemesis
+            .iter()
+            .any(|n| matches!(n.kind(), Some(Kind::Membership | Kind::Corrupt))),
+    )
+}
+
 fn choose_topology(args: &TestArgs) -> Topology {
     let reason = if args.no_netns {
         "--no-netns given".to_string()
@@ -138,7 +150,10 @@ fn choose_topology(args: &TestArgs) -> Topology {
     } else if net::find_program("ip").is_none() {
         "the `ip` command is not installed".to_string()
     } else {
-        match Netns::create(args.nodes as usize, std::process::id()) {
+        match Netns::create(
+            (args.nodes + spare_slots(args)) as usize,
+            std::process::id(),
+        ) {
             Ok(n) => return Topology::Netns(Arc::new(n)),
             Err(e) => format!("network namespaces could not be set up: {e}"),
         }
@@ -372,6 +387,7 @@ async fn watch_crashes(
                 nodes: vec![exit.node],
                 groups: Vec::new(),
                 detail: Some(format!("exited on its own: {}", exit.status)),
+                outcome: None,
             });
             rec.record(op);
             crashes.push((id, exit.node, exit.status));
@@ -429,6 +445,22 @@ fn available_kinds(
             ),
             Kind::PowerCut => {
                 lazyfs::unavailable().map(|e| format!("the FUSE disks cannot be mounted here: {e}"))
+            }
+            Kind::Membership | Kind::Corrupt if args.nodes < 3 => Some(
+                "draining a node needs somewhere to move its replicas: at least 3 nodes"
+                    .to_string(),
+            ),
+            Kind::Membership | Kind::Corrupt
+                if args
+                    .nemesis
+                    .iter()
+                    .any(|n| n.kind() == Some(Kind::PowerCut)) =>
+            {
+                Some(
+                    "not with power-cut: a node that joins gets a new data directory, which is \
+                     not on a FUSE disk"
+                        .to_string(),
+                )
             }
             _ => None,
         };
@@ -523,12 +555,19 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
             None
         }
     };
-    let specs = node_specs(out, args.nodes, net.as_deref())
+    let spare = spare_slots(args);
+    let mut specs = node_specs(out, args.nodes + spare, net.as_deref())
         .map_err(|e| format!("cannot find free ports: {e}"))?;
+    let spare_specs = specs.split_off(args.nodes as usize);
     let netns: Vec<Option<String>> = (1..=args.nodes)
         .map(|i| net.as_ref().map(|n| n.ns(i)))
         .collect();
     let cluster = Arc::new(Mutex::new(Cluster::new(binary, specs.clone(), netns)));
+    with_cluster(&cluster, |c| {
+        for s in &spare_specs {
+            c.add_spare_slot(s.clone(), net.as_ref().map(|n| n.ns(s.id)));
+        }
+    });
     let mut teardown = Teardown {
         cluster: cluster.clone(),
         net: net.clone(),
@@ -566,10 +605,13 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     let mut retention_skip = None;
     let clocks = match clock::find_libfaketime() {
         Some(lib) if kinds.contains(&Kind::Clock) || args.retention => {
-            match Clocks::new(lib.clone(), out, admins(&specs)) {
+            let every_slot: Vec<NodeSpec> = specs.iter().chain(&spare_specs).cloned().collect();
+            match Clocks::new(lib.clone(), out, admins(&every_slot)) {
                 Ok(c) => {
                     with_cluster(&cluster, |cl| {
-                        specs.iter().try_for_each(|s| cl.set_env(s.id, c.env(s.id)))
+                        every_slot
+                            .iter()
+                            .try_for_each(|s| cl.set_env(s.id, c.env(s.id)))
                     })
                     .map_err(|e| e.to_string())?;
                     println!("jepsen: nodes start with {} preloaded", lib.display());
@@ -625,6 +667,18 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     }
     for (kind, reason) in &skipped {
         log.note(format!("nemesis {kind} not run: {reason}"));
+    }
+    if kinds.contains(&Kind::Corrupt) {
+        // A node that refuses its corrupt data is drained and, being stopped, removed only after
+        // the down timeout; at streamd's 30 s default that repair takes most of a short run.
+        // 10 s is still longer than any kill or pause here (2-6 s), so those do not make the
+        // cluster re-create replicas.
+        let flags = vec![
+            "--node-down-timeout-secs".to_string(),
+            CORRUPT_NODE_DOWN_TIMEOUT_S.to_string(),
+        ];
+        log.note(format!("nodes start with {} (corrupt)", flags.join(" ")));
+        with_cluster(&cluster, |c| c.set_extra_args(flags));
     }
     let time_limit = Duration::from_secs(args.time_limit);
     let schedule = nemesis::plan(seed, &kinds, args.nodes, time_limit);
@@ -725,6 +779,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         proxy: proxy.clone(),
         clocks: clocks.clone(),
         disks: disks.clone(),
+        stop: Some(stop_rx.clone()),
     };
     let nemesis_task = tokio::spawn(nemesis::drive(
         schedule,
@@ -772,21 +827,40 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     }
     log.info.insert("nemeses", json!(nemeses));
     let recovery_timeout = Duration::from_secs(args.recovery_timeout);
-    let recovered = cluster::wait_ready(&all, recovery_timeout).await;
+    // Membership may have changed: the final reads go through the members now, by node id.
+    let members = with_cluster(&cluster, |c| c.members());
+    if members.iter().any(|m| m.id != m.slot) || members.len() as u64 != args.nodes {
+        log.note(format!(
+            "members at the end (node id in slot): {}",
+            members
+                .iter()
+                .map(|m| format!("{} in {}", m.id, m.slot))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    log.info.insert(
+        "members",
+        json!(
+            members
+                .iter()
+                .map(|m| json!({"node": m.id, "slot": m.slot}))
+                .collect::<Vec<_>>()
+        ),
+    );
+    let member_admins: Vec<(u64, SocketAddr)> = members.iter().map(|m| (m.slot, m.admin)).collect();
+    let recovered = cluster::wait_ready(&member_admins, recovery_timeout).await;
     let ready_nodes: Vec<(u64, String)> = match &recovered {
-        Ok(()) => specs
-            .iter()
-            .map(|s| (s.id, s.grpc_addr.to_string()))
-            .collect(),
+        Ok(()) => members.iter().map(|m| (m.id, m.grpc.clone())).collect(),
         Err(pending) => {
             tail_logs(&cluster, pending);
             log.note(format!(
-                "nodes {pending:?} were not ready {recovery_timeout:?} after healing; they are not drained"
+                "slots {pending:?} were not ready {recovery_timeout:?} after healing; they are not drained"
             ));
-            specs
+            members
                 .iter()
-                .filter(|s| !pending.contains(&s.id))
-                .map(|s| (s.id, s.grpc_addr.to_string()))
+                .filter(|m| !pending.contains(&m.slot))
+                .map(|m| (m.id, m.grpc.clone()))
                 .collect()
         }
     };
@@ -888,9 +962,11 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
                     config: &config,
                     cluster: cluster.clone(),
                     clocks,
-                    nodes: specs
+                    // Slots: the clocks and processes are per slot (the same numbers as the
+                    // node ids unless membership changed).
+                    nodes: members
                         .iter()
-                        .map(|s| (s.id, s.grpc_addr.to_string(), s.admin_addr))
+                        .map(|m| (m.slot, m.grpc.clone(), m.admin))
                         .collect(),
                     shards: drain_shards.iter().map(|s| s.id.clone()).collect(),
                     rec: &rec,

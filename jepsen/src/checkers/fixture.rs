@@ -225,6 +225,32 @@ impl H {
                 nodes: nodes.to_vec(),
                 groups: Vec::new(),
                 detail: None,
+                outcome: None,
+            });
+            self.push(op);
+        }
+    }
+
+    /// A `membership` or `corrupt` fault that ended with `outcome`.
+    pub(crate) fn fault_outcome(
+        &mut self,
+        id: u64,
+        kind: &str,
+        nodes: &[u64],
+        start_ms: u64,
+        end_ms: u64,
+        outcome: &str,
+    ) {
+        for (phase, t) in [(Phase::Start, start_ms), (Phase::End, end_ms)] {
+            let mut op = Op::new(OpType::Info, F::Fault, "nemesis", 0, t * MS);
+            op.fault = Some(FaultEvent {
+                id,
+                kind: kind.into(),
+                phase,
+                nodes: nodes.to_vec(),
+                groups: Vec::new(),
+                detail: Some(format!("{kind} (flip) node {}: {outcome}", nodes[0])),
+                outcome: Some(outcome.into()),
             });
             self.push(op);
         }

@@ -16,9 +16,11 @@ use crate::history::{F, Op, OpType, Outcome, Phase, Put, PutResult, Setup, Shard
 pub use seq::Seq;
 
 pub mod availability;
+pub mod corruption;
 pub mod freshness;
 pub mod gapless_consumption;
 pub mod lost_unsynced;
+pub mod membership;
 pub mod no_aborted_read;
 pub mod no_duplicates;
 pub mod no_lost_ack;
@@ -257,6 +259,11 @@ pub struct FaultWindow {
     pub id: u64,
     pub kind: String,
     pub nodes: Vec<u64>,
+    /// What the fault did (its last line's `detail`).
+    pub detail: Option<String>,
+    /// How a `membership` or `corrupt` fault ended, and its error if it had one.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
     pub start: u64,
     pub end: Option<u64>,
     pub start_index: u64,
@@ -522,6 +529,9 @@ impl Facts {
                         id: ev.id,
                         kind: ev.kind.clone(),
                         nodes: ev.nodes.clone(),
+                        detail: ev.detail.clone(),
+                        outcome: ev.outcome.clone(),
+                        error: op.error.clone(),
                         start: op.time,
                         end: None,
                         start_index: op.index,
@@ -530,8 +540,18 @@ impl Facts {
                 }
                 Phase::End => {
                     if let Some(i) = open.remove(&ev.id) {
-                        self.faults[i].end = Some(op.time);
-                        self.faults[i].end_index = Some(op.index);
+                        let f = &mut self.faults[i];
+                        f.end = Some(op.time);
+                        f.end_index = Some(op.index);
+                        if ev.detail.is_some() {
+                            f.detail = ev.detail.clone();
+                        }
+                        if ev.outcome.is_some() {
+                            f.outcome = ev.outcome.clone();
+                        }
+                        if op.error.is_some() {
+                            f.error = op.error.clone();
+                        }
                     }
                 }
             }
@@ -601,22 +621,6 @@ impl Facts {
     }
 }
 
-/// Properties 12 and 13 of the issue, which this version does not exercise, with the reason.
-pub fn not_checked() -> Vec<PropertyResult> {
-    vec![
-        PropertyResult::not_checked(
-            12,
-            "corruption-detected-and-repaired",
-            "no bit-flip or truncation nemesis yet",
-        ),
-        PropertyResult::not_checked(
-            13,
-            "membership-changes-under-load",
-            "the harness does not add or remove nodes yet",
-        ),
-    ]
-}
-
 /// Runs every property, in the issue's order.
 pub fn run_all(facts: &Facts, config: &CheckConfig) -> Vec<PropertyResult> {
     let mut results = vec![
@@ -632,7 +636,8 @@ pub fn run_all(facts: &Facts, config: &CheckConfig) -> Vec<PropertyResult> {
         resharding::check(facts, config),
         lost_unsynced::check(facts, config),
     ];
-    results.extend(not_checked());
+    results.push(corruption::check(facts, config));
+    results.push(membership::check(facts, config));
     results.push(retention::check(facts, config));
     results.push(availability::check(facts, config));
     results

@@ -5,10 +5,14 @@
 //! the same faults at the same offsets on the same nodes. [`drive`] carries a plan out; each kind
 //! lives in its own file (`kill.rs`, `pause.rs`, `partition.rs`, `lossy.rs`,
 //! `partition_leader.rs`, `graph.rs` for `ring` and `bridge`, `delay.rs`, `clock.rs`,
-//! `reshard.rs`, `power_cut.rs`) with its start and heal. A `partition-leader` fault draws which
+//! `reshard.rs`, `power_cut.rs`, `membership.rs`, `corrupt.rs`) with its start and heal. A `partition-leader` fault draws which
 //! group's leader to isolate when planned, but finds that leader only when it starts.
 //! Faults never overlap: each is healed before the next starts, and every one of them leaves a
 //! majority of nodes connected and running, except a `power-cut` of every node at once.
+//!
+//! Node numbers in a plan are *slots* (see `cluster.rs`): with `membership` or `corrupt` a slot's
+//! node can be replaced by one with a new id, and a fault planned on slot 2 acts on whatever
+//! node slot 2 holds when it starts (or is skipped, with a note, when the slot is empty).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,10 +28,12 @@ use crate::net::Netns;
 use crate::proxy::{Delay, Proxy};
 
 pub mod clock;
+pub mod corrupt;
 pub mod delay;
 pub mod graph;
 pub mod kill;
 pub mod lossy;
+pub mod membership;
 pub mod partition;
 pub mod partition_leader;
 pub mod pause;
@@ -70,6 +76,10 @@ pub enum Kind {
     /// SIGKILL one node or every node, drop their unsynced writes (FUSE layer), restart them.
     #[serde(rename = "power-cut")]
     PowerCut,
+    /// A node joins in a free slot, or a member is drained and removed (property 13).
+    Membership,
+    /// One node's WAL or snapshot damaged while it is stopped, then restarted (property 12).
+    Corrupt,
 }
 
 impl Kind {
@@ -86,6 +96,8 @@ impl Kind {
             Kind::Clock => "clock",
             Kind::Reshard => "reshard",
             Kind::PowerCut => "power-cut",
+            Kind::Membership => "membership",
+            Kind::Corrupt => "corrupt",
         }
     }
 }
@@ -152,6 +164,21 @@ pub enum Fault {
         all: bool,
         nodes: Vec<u64>,
     },
+    Membership {
+        /// Which member to drain (modulo the members when the step starts).
+        pick: u64,
+        /// Filled in when the step is over.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        done: Option<membership::Done>,
+    },
+    Corrupt {
+        node: u64,
+        damage: corrupt::Damage,
+        /// Seeds where the damage goes in the files found.
+        pick: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        done: Option<corrupt::Done>,
+    },
 }
 
 impl Fault {
@@ -168,6 +195,8 @@ impl Fault {
             Fault::Clock { .. } => Kind::Clock,
             Fault::Reshard { .. } => Kind::Reshard,
             Fault::PowerCut { .. } => Kind::PowerCut,
+            Fault::Membership { .. } => Kind::Membership,
+            Fault::Corrupt { .. } => Kind::Corrupt,
         }
     }
 
@@ -201,6 +230,7 @@ impl Fault {
             Fault::Kill { node }
             | Fault::Pause { node }
             | Fault::Lossy { node, .. }
+            | Fault::Corrupt { node, .. }
             | Fault::Clock { node, .. } => {
                 vec![*node]
             }
@@ -216,6 +246,7 @@ impl Fault {
             // A topology change acts on the stream, not on nodes.
             Fault::Reshard { .. } => Vec::new(),
             Fault::PowerCut { nodes, .. } => nodes.clone(),
+            Fault::Membership { done, .. } => done.iter().map(|d| d.slot).collect(),
             Fault::Partition { groups, .. } => groups
                 .iter()
                 .min_by_key(|g| g.len())
@@ -281,6 +312,30 @@ impl Fault {
                 ),
                 None => format!("reshard {draw:?}"),
             },
+            Fault::Membership { done, pick } => match done {
+                Some(d) => format!("membership {}", d.describe()),
+                None => format!("membership change (pick {pick})"),
+            },
+            Fault::Corrupt {
+                node, damage, done, ..
+            } => match done {
+                Some(d) => format!(
+                    "corrupt ({}) node {}: {}",
+                    damage.name(),
+                    d.node,
+                    d.describe()
+                ),
+                None => format!("corrupt ({}) the node in slot {node}", damage.name()),
+            },
+        }
+    }
+
+    /// What a `membership` or `corrupt` fault ended with (`joined`, `detected-replaced`, ...).
+    pub fn outcome(&self) -> Option<String> {
+        match self {
+            Fault::Membership { done: Some(d), .. } => Some(format!("{}:{}", d.step, d.outcome)),
+            Fault::Corrupt { done: Some(d), .. } => Some(d.outcome.clone()),
+            _ => None,
         }
     }
 }
@@ -380,6 +435,8 @@ fn plan_turns(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Ve
                 done: None,
             },
             Kind::PowerCut => power_cut::draw(&mut rng, nodes),
+            Kind::Membership => membership::draw(&mut rng),
+            Kind::Corrupt => corrupt::draw(&mut rng, nodes),
         };
         out.push(Planned {
             id: out.len() as u64 + 1,
@@ -406,6 +463,8 @@ pub struct Target {
     pub clocks: Option<clock::Clocks>,
     /// Each node's FUSE disk, when the `power-cut` nemesis runs.
     pub disks: Option<Arc<crate::lazyfs::Disks>>,
+    /// Turns true when the workload ends: long membership waits stop early.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 impl Target {
@@ -417,6 +476,11 @@ impl Target {
             Err(poisoned) => poisoned.into_inner(),
         };
         f(&mut guard)
+    }
+
+    /// The slot of node `id` (its own number unless membership changed).
+    pub(crate) fn slot_of(&self, id: u64) -> Option<u64> {
+        self.with_cluster(|c| c.slot_of(id))
     }
 }
 
@@ -433,6 +497,14 @@ pub struct Tally {
 
 /// Starts a fault; `Ok` may carry what it did, for stdout and the run's notes.
 async fn start(target: &Target, fault: &Fault) -> Result<Option<String>, String> {
+    // A process fault on a slot whose node was removed has nothing to act on.
+    if let Fault::Kill { node } | Fault::Pause { node } | Fault::Clock { node, .. } = fault
+        && target.with_cluster(|c| c.node_id(*node)).is_none()
+    {
+        return Ok(Some(format!(
+            "skipped: slot {node} holds no member (its node was removed)"
+        )));
+    }
     if let Fault::PowerCut { nodes, .. } = fault {
         return power_cut::start(target, nodes).await.map(Some);
     }
@@ -451,12 +523,21 @@ async fn start(target: &Target, fault: &Fault) -> Result<Option<String>, String>
         Fault::Delay { node, delay } => delay::start(target, *node, *delay),
         Fault::Clock { node, offset_s } => clock::start(target, *node, *offset_s).await,
         // Started by `drive` itself, which records what the request did; power cuts above.
-        Fault::Reshard { .. } | Fault::PowerCut { .. } => Ok(()),
+        Fault::Reshard { .. }
+        | Fault::PowerCut { .. }
+        | Fault::Membership { .. }
+        | Fault::Corrupt { .. } => Ok(()),
     };
     r.map(|()| None)
 }
 
 async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
+    // Nothing to restart or resume where the slot's node was removed.
+    if let Fault::Kill { node } | Fault::Pause { node } | Fault::Clock { node, .. } = fault
+        && target.with_cluster(|c| c.node_id(*node)).is_none()
+    {
+        return Ok(());
+    }
     match fault {
         Fault::Kill { node } => kill::heal(target, *node),
         Fault::Pause { node } => pause::heal(target, *node),
@@ -467,8 +548,9 @@ async fn heal(target: &Target, fault: &Fault) -> Result<(), String> {
         | Fault::Bridge { .. } => partition::heal(target).await,
         Fault::Delay { .. } => delay::heal(target),
         Fault::Clock { node, .. } => clock::heal(target, *node).await,
-        // Nothing to undo: the change carries on by itself (see `reshard.rs`).
-        Fault::Reshard { .. } => Ok(()),
+        // Nothing to undo: the change carries on by itself (see `reshard.rs`), and a membership
+        // step or a corruption is over (repaired or not) when its start returns.
+        Fault::Reshard { .. } | Fault::Membership { .. } | Fault::Corrupt { .. } => Ok(()),
         Fault::PowerCut { nodes, .. } => power_cut::heal(target, nodes),
     }
 }
@@ -483,6 +565,7 @@ fn record(rec: &Recorder, planned: &Planned, phase: Phase, error: Option<String>
         nodes: planned.fault.nodes(),
         groups,
         detail: Some(planned.fault.describe()),
+        outcome: planned.fault.outcome(),
     });
     op.error = error;
     rec.record(op);
@@ -525,6 +608,11 @@ async fn drive_sequence(
     }
     for mut p in schedule {
         let kind = p.fault.kind();
+        // When both are ready (a fault overran into the next one's time and the workload ended
+        // meanwhile) `select!` picks either: a fault must not start after the end.
+        if *stop.borrow() {
+            break;
+        }
         let stopped = tokio::select! {
             _ = tokio::time::sleep_until(origin + p.at) => false,
             _ = stop.wait_for(|s| *s) => true,
@@ -561,6 +649,27 @@ async fn drive_sequence(
                 }
                 Err(e) => Err(e),
             },
+            Fault::Membership { pick, done } => {
+                let (r, d) = match membership::start(&target, *pick).await {
+                    Ok(d) => (Ok(Some(d.describe())), d),
+                    Err(d) => (Err(d.describe()), d),
+                };
+                *done = Some(d);
+                r
+            }
+            Fault::Corrupt {
+                node,
+                damage,
+                pick,
+                done,
+            } => {
+                let (r, d) = match corrupt::start(&target, *node, *damage, *pick).await {
+                    Ok(d) => (Ok(Some(d.describe())), d),
+                    Err(d) => (Err(d.describe()), d),
+                };
+                *done = Some(d);
+                r
+            }
             other => start(&target, other).await,
         };
         if let Fault::Reshard { done: Some(d), .. } = &p.fault {
@@ -892,6 +1001,35 @@ mod tests {
             old,
             plan(5, &[Kind::Pause, Kind::Kill], 3, Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn membership_and_corrupt_sort_last_so_old_seeds_replay() {
+        let mut all = vec![Kind::Corrupt, Kind::Membership, Kind::PowerCut, Kind::Kill];
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            vec![Kind::Kill, Kind::PowerCut, Kind::Membership, Kind::Corrupt]
+        );
+        let limit = Duration::from_secs(40);
+        let old = plan(11, &[Kind::PowerCut, Kind::Kill], 3, limit);
+        assert!(old.iter().all(|p| p.fault.kind() <= Kind::PowerCut));
+        let s = plan(5, &[Kind::Membership, Kind::Corrupt, Kind::Kill], 3, limit);
+        let kinds: std::collections::BTreeSet<Kind> = s.iter().map(|p| p.fault.kind()).collect();
+        assert_eq!(kinds.len(), 3, "{s:?}");
+        for p in &s {
+            match &p.fault {
+                Fault::Corrupt { node, done, .. } => {
+                    assert!((1..=3).contains(node) && done.is_none())
+                }
+                // The step is chosen when it starts: until then it names no slot.
+                Fault::Membership { done, .. } => {
+                    assert!(done.is_none() && p.fault.nodes().is_empty())
+                }
+                Fault::Kill { .. } => {}
+                other => panic!("not enabled: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -214,7 +214,10 @@ pub(crate) async fn resolve(target: &Target, fault: &mut Fault) -> Option<String
     }
     let ids: Vec<u64> = target.endpoints.iter().map(|(id, _)| *id).collect();
     // A leader that is not a node of this run (a stale or garbled answer) is not isolated.
-    let leader = agreed_leader(&leaders).filter(|l| ids.contains(l));
+    // Leaders are node ids; what is isolated is the slot holding that node.
+    let leader = agreed_leader(&leaders)
+        .and_then(|l| target.slot_of(l))
+        .filter(|l| ids.contains(l));
     let isolated = leader.unwrap_or(*fallback);
     let group = group.unwrap_or_else(|| "an unknown shard".to_string());
     let note = leader

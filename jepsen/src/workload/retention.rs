@@ -62,7 +62,7 @@ pub struct Env<'a> {
     pub config: &'a Config,
     pub cluster: Arc<Mutex<Cluster>>,
     pub clocks: &'a Clocks,
-    /// Every node: id, gRPC endpoint, admin address.
+    /// Every member: slot (its node id unless membership changed), gRPC endpoint, admin address.
     pub nodes: Vec<(u64, String, SocketAddr)>,
     /// The shards the drain read, open and closed.
     pub shards: Vec<String>,
