@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use super::shard_reader::{ShardReader, StartingPosition};
 use crate::client::StreamdClient;
 use crate::error::ClientError;
+use crate::kpl::{UserRecord, deaggregate};
 
 /// The checkpoint of a shard read to its end (the server's `SHARD_END`).
 pub const SHARD_END: &str = "SHARD_END";
@@ -56,6 +57,8 @@ pub struct GroupConfig {
     pub idle_poll: Duration,
     pub max_records: u32,
     pub initial_position: InitialPosition,
+    /// Unpack KPL-aggregated records into [`Batch::user_records`].
+    pub deaggregate: bool,
 }
 
 impl GroupConfig {
@@ -68,6 +71,7 @@ impl GroupConfig {
             idle_poll: Duration::from_millis(200),
             max_records: 1_000,
             initial_position: InitialPosition::TrimHorizon,
+            deaggregate: true,
         }
     }
 }
@@ -76,8 +80,41 @@ impl GroupConfig {
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub shard_id: String,
+    /// The Kinesis records as stored.
     pub records: Vec<v1::Record>,
+    /// With [`GroupConfig::deaggregate`], the user records inside them in order: an aggregated
+    /// record's, each with its sub-sequence, and every other record as itself.
+    pub user_records: Vec<UserRecordAt>,
     pub millis_behind_latest: i64,
+}
+
+/// A user record and the sequence number of the Kinesis record that carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecordAt {
+    pub sequence_number: String,
+    pub record: UserRecord,
+}
+
+/// The user records of a page. An aggregated record whose digest matches but whose body does not
+/// decode is handed over as it is, as KCL does, rather than stopping the shard.
+pub fn user_records(records: &[v1::Record]) -> Vec<UserRecordAt> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let unpacked = deaggregate(&r.partition_key, &r.data).unwrap_or_else(|e| {
+            tracing::warn!(sequence_number = %r.sequence_number, error = %e, "undecodable aggregated record handed over as is");
+            vec![UserRecord {
+                partition_key: r.partition_key.clone(),
+                explicit_hash_key: None,
+                data: r.data.clone(),
+                sub_sequence: None,
+            }]
+        });
+        out.extend(unpacked.into_iter().map(|record| UserRecordAt {
+            sequence_number: r.sequence_number.clone(),
+            record,
+        }));
+    }
+    out
 }
 
 /// Processes one batch; the batch is checkpointed when the returned future completes.
@@ -422,8 +459,14 @@ impl ShardProcessor {
             let empty = page.records.is_empty();
             if let Some(r) = page.records.last() {
                 let seq = r.sequence_number.clone();
+                let unpacked = if self.config.deaggregate {
+                    user_records(&page.records)
+                } else {
+                    Vec::new()
+                };
                 (self.handler)(Batch {
                     shard_id: self.shard_id.clone(),
+                    user_records: unpacked,
                     records: page.records,
                     millis_behind_latest: page.millis_behind_latest,
                 })
@@ -451,5 +494,66 @@ impl ShardProcessor {
             _ = tokio::time::sleep(self.config.idle_poll) => {}
             _ = self.stopped.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn record(seq: &str, key: &str, data: Bytes) -> v1::Record {
+        v1::Record {
+            sequence_number: seq.into(),
+            approximate_arrival_timestamp_ms: 0,
+            data,
+            partition_key: key.into(),
+        }
+    }
+
+    #[test]
+    fn aggregated_records_unpack_in_order_and_plain_ones_pass_through() {
+        let mut agg = crate::kpl::Aggregator::new();
+        agg.push("k1", None, Bytes::from_static(b"one"));
+        agg.push("k2", None, Bytes::from_static(b"two"));
+        let (outer_key, _, packed) = agg.finish().unwrap();
+        let page = [
+            record("10", "plain", Bytes::from_static(b"zero")),
+            record("11", &outer_key, packed),
+        ];
+        let got: Vec<(String, String, Option<u32>, Bytes)> = user_records(&page)
+            .into_iter()
+            .map(|u| {
+                (
+                    u.sequence_number,
+                    u.record.partition_key,
+                    u.record.sub_sequence,
+                    u.record.data,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "10".into(),
+                    "plain".into(),
+                    None,
+                    Bytes::from_static(b"zero")
+                ),
+                (
+                    "11".into(),
+                    "k1".into(),
+                    Some(0),
+                    Bytes::from_static(b"one")
+                ),
+                (
+                    "11".into(),
+                    "k2".into(),
+                    Some(1),
+                    Bytes::from_static(b"two")
+                ),
+            ]
+        );
     }
 }

@@ -6,5 +6,8 @@ mod api;
 pub mod group;
 pub mod shard_reader;
 
-pub use group::{Batch, ConsumerGroup, GroupConfig, Handler, InitialPosition, SHARD_END};
+pub use group::{
+    Batch, ConsumerGroup, GroupConfig, Handler, InitialPosition, SHARD_END, UserRecordAt,
+    user_records,
+};
 pub use shard_reader::{Page, ShardReader, StartingPosition};

@@ -163,7 +163,8 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
             tracing::info!("stop requested: handing over and draining");
             lifecycle::hand_off(&node).await;
         }
-        _ = refused.wait_for(|r| *r) => {}
+        // Err only once the join task ended without a refusal: the branch is then disabled.
+        Ok(_) = refused.wait_for(|r| *r) => {}
         r = &mut grpc => {
             grpc_finished = true;
             result = flatten(r);
