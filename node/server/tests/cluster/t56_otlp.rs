@@ -1,6 +1,8 @@
 //! OTLP trace export with W3C trace context across nodes: three nodes export to a collector
 //! run by the test; a PutRecords sent to a node that does not lead the shard is forwarded to
-//! the leader, and the spans both nodes export for it share one trace id.
+//! the leader, and the spans both nodes export for it share one trace id. The nodes only
+//! export when they stop (the batch delay and size are out of reach), so this also checks that
+//! a graceful stop flushes the queued spans.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -73,16 +75,20 @@ async fn forwarded_write_is_one_trace_across_nodes() {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(collector.clone()))
+                .add_service(
+                    TraceServiceServer::new(collector.clone())
+                        .max_decoding_message_size(256 * 1024 * 1024),
+                )
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        let cluster = Cluster::builder()
+        let mut cluster = Cluster::builder()
             .nodes(3)
             .binary(STREAMD)
             .arg("--otlp-endpoint")
             .arg(endpoint)
-            // Batches go out every 200 ms rather than every 5 s, so the test is quick.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+            .env("OTEL_BSP_MAX_QUEUE_SIZE", "1000000")
+            .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000000")
             .start()
             .await;
         let client = cluster.client();
@@ -100,11 +106,22 @@ async fn forwarded_write_is_one_trace_across_nodes() {
             .await
             .unwrap();
         assert_eq!(resp.failed_record_count, 0);
+        assert!(
+            collector.spans.lock().unwrap().is_empty(),
+            "spans were exported before the stop"
+        );
+        for id in cluster.node_ids() {
+            cluster.terminate(id);
+        }
+        for id in cluster.node_ids() {
+            let status = cluster.wait_exit(id, Duration::from_secs(60)).await;
+            assert!(status.success(), "node {id} exited with {status}");
+        }
 
         // The leader handles the forwarded proposal in a `raft.propose` span; its trace must
         // also hold a span the follower exported (the PutRecords it received).
         let what = format!("a trace with spans of node {follower} and of leader {leader}");
-        let shared = wait_ok(Duration::from_secs(60), &what, || async {
+        let shared = wait_ok(Duration::from_secs(10), &what, || async {
             let spans = collector.spans.lock().unwrap().clone();
             let mut nodes_by_trace: BTreeMap<Vec<u8>, BTreeSet<i64>> = BTreeMap::new();
             for s in &spans {
