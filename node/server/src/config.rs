@@ -115,6 +115,10 @@ pub(crate) struct NodeFlags {
     /// are re-created on other nodes (default 30).
     #[arg(long)]
     pub(crate) node_down_timeout_secs: Option<u64>,
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317); off when
+    /// unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +140,7 @@ struct FileConfig {
     kinesis_tls_key: Option<PathBuf>,
     snapshot_every_entries: Option<u64>,
     node_down_timeout_secs: Option<u64>,
+    otlp_endpoint: Option<String>,
 }
 
 /// The resolved settings of one node.
@@ -161,6 +166,8 @@ pub(crate) struct NodeConfig {
     pub(crate) kinesis_tls: Option<(PathBuf, PathBuf)>,
     pub(crate) snapshot_every_entries: u64,
     pub(crate) node_down_timeout: std::time::Duration,
+    /// OTLP/gRPC collector traces are exported to; none exports nothing.
+    pub(crate) otlp_endpoint: Option<String>,
     /// Not a flag: only [`crate::Build`] changes it, for test builds.
     pub(crate) wal: streamd_storage::WalOptions,
 }
@@ -361,6 +368,10 @@ impl NodeFlags {
                     .unwrap_or(30)
                     .max(1),
             ),
+            otlp_endpoint: self
+                .otlp_endpoint
+                .or(file.otlp_endpoint)
+                .filter(|e| !e.is_empty()),
             wal: streamd_storage::WalOptions::default(),
         })
     }

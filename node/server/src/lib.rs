@@ -8,24 +8,32 @@ mod driver;
 mod join;
 mod lifecycle;
 mod node;
+mod otel;
 mod telemetry;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Cli, Command, LogFormat};
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr, and exports spans when `tracer` is given. The filter applies to both.
+fn init_tracing(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
     let filter = EnvFilter::try_from_env("STREAMD_LOG").unwrap_or_else(|_| {
         EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
     });
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => b.json().init(),
-        LogFormat::Text => b.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t)))
+        .with(filter)
+        .init();
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -81,7 +89,7 @@ pub async fn main(build: Build) -> std::process::ExitCode {
         shard_limits,
     }) = cli.command
     {
-        init_tracing(LogFormat::Text);
+        init_tracing(LogFormat::Text, None);
         return match dev_cluster::run(nodes, &data_dir, shard_limits).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -100,9 +108,23 @@ pub async fn main(build: Build) -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_tracing(config.log_format);
+    let (exporter, tracer) = match config.otlp_endpoint.as_deref() {
+        Some(endpoint) => match otel::start(endpoint, config.node_id) {
+            Ok((exporter, tracer)) => (Some(exporter), Some(tracer)),
+            Err(e) => {
+                eprintln!("streamd: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => (None, None),
+    };
+    init_tracing(config.log_format, tracer);
     print_endpoints(&config);
-    match run(config).await {
+    let result = run(config).await;
+    if let Some(exporter) = exporter {
+        lifecycle::flush_traces(exporter).await;
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "streamd stopped");

@@ -12,7 +12,9 @@
 //! 4. The gRPC and Kinesis listeners stop accepting, and in-flight requests finish, within a
 //!    deadline (`DRAIN_DEADLINE`).
 //! 5. The Raft groups stop, then storage is flushed: a WAL barrier (everything queued is
-//!    fdatasync'ed) and sled's durable flush. The process exits 0.
+//!    fdatasync'ed) and sled's durable flush.
+//! 6. With `--otlp-endpoint`, the spans still queued are sent to the collector (bounded). The
+//!    process exits 0.
 //!
 //! A stop that runs out of attempts or time in step 2 or 3 carries on: the peers elect leaders for what is
 //! left, as they would after a crash, only sooner since this node no longer heartbeats.
@@ -155,4 +157,9 @@ pub(crate) async fn flush_storage(node: &Node) {
         Ok(Err(e)) => tracing::warn!(error = %e, "failed to flush the state store"),
         Err(e) => tracing::warn!(error = %e, "state store flush task failed"),
     }
+}
+
+/// Step 6: the last spans, those of the stop itself included, reach the collector.
+pub(crate) async fn flush_traces(exporter: crate::otel::Exporter) {
+    crate::otel::flush(exporter).await;
 }

@@ -193,6 +193,7 @@ impl Node {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .layer(crate::telemetry::GrpcMetricsLayer)
+            .layer(crate::otel::TraceContextLayer)
             .add_service(StreamdService::new(self.gateway.clone()))
             .add_service(InternalService::new(self.host.clone()))
             .add_service(crate::join::MembershipService::new(self.clone()))

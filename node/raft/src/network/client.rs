@@ -27,6 +27,7 @@ use streamd_proto::{ApiError, ErrorCode};
 use tonic::transport::{Channel, Endpoint};
 
 use super::MAX_MESSAGE_BYTES;
+use super::trace_context;
 use crate::snapshot_file::SnapshotFile;
 use crate::type_config::{Snapshot, TypeConfig, Vote};
 
@@ -96,6 +97,7 @@ impl PeerClients {
             payload: command.into(),
             map_epoch,
         });
+        trace_context::inject(&mut req);
         req.set_timeout(timeout);
         match c.propose(req).await {
             Ok(r) => Ok(r.into_inner().payload.to_vec()),
@@ -117,6 +119,7 @@ impl PeerClients {
             payload: query.into(),
             map_epoch: 0,
         });
+        trace_context::inject(&mut req);
         req.set_timeout(timeout);
         match c.query(req).await {
             Ok(r) => Ok(r.into_inner().payload.to_vec()),
@@ -137,6 +140,7 @@ impl PeerClients {
             group_id: group,
             to,
         });
+        trace_context::inject(&mut req);
         req.set_timeout(timeout);
         c.transfer_leadership(req)
             .await
@@ -164,6 +168,7 @@ impl PeerClients {
             group_id: group,
             payload: payload.into(),
         });
+        trace_context::inject(&mut req);
         req.set_timeout(ttl);
         let res = match kind {
             RaftRpc::Append => c.raft_append(req).await,
@@ -233,6 +238,7 @@ impl PeerClients {
             }
         });
         let mut req = tonic::Request::new(futures::stream::iter([first]).chain(chunks));
+        trace_context::inject(&mut req);
         req.set_timeout(ttl + Duration::from_secs(len >> 23));
         let reply = c
             .raft_snapshot(req)

@@ -10,6 +10,8 @@
 //! - t40: every API limit refused with the right error code, and throughput limits.
 //! - t50: a node without `--initial-cluster` forms a one-node cluster.
 //! - t52: `/metrics`: every documented metric, shard-level ones only as enhanced monitoring says.
+//! - t56: OTLP export: a PutRecords forwarded from a follower to the shard leader is one trace
+//!   across the two nodes.
 //! - t60: the Rust AWS SDK against the Kinesis API: streams, records, consumers, SubscribeToShard.
 //! - t70: split, merge and UpdateShardCount under load, and a split whose controller is killed:
 //!   every key's acknowledged records once each, in acknowledgement order, across the lineage.
@@ -38,6 +40,7 @@ mod t35_ready_after_catch_up;
 mod t40_bad_input;
 mod t50_single_node;
 mod t52_metrics;
+mod t56_otlp;
 mod t60_kinesis_sdk;
 mod t70_reshard;
 mod t80_node_loss;
