@@ -571,8 +571,11 @@ impl MetaState {
                 Ok(MetaReply::Done)
             }
             MetaCommand::RemoveNode { id } => {
-                let holds = self.all_shards().any(|(_, sh)| sh.replicas.contains(&id));
-                if self.draining.contains(&id) && !holds {
+                // Not before every group has dropped it from its voters too: the map moves a
+                // replica at once, the group only once the new replica caught up. A node removed
+                // in between is still counted in the group's majority, and losing one more
+                // replica would leave the group without one for good.
+                if self.draining.contains(&id) && !self.holds_or_leaves_a_group(id) {
                     self.nodes.remove(&id);
                     self.draining.remove(&id);
                     self.removed.insert(id);

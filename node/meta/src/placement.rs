@@ -603,9 +603,17 @@ mod tests {
                 .all(|sh| !sh.replicas.contains(&4)),
             "no new replica on a draining node"
         );
-        for (group, from, to) in plan_repairs(&s, &BTreeSet::from([4])) {
+        let moves = plan_repairs(&s, &BTreeSet::from([4]));
+        for &(group, from, to) in &moves {
             s.apply(MetaCommand::MoveReplica { group, from, to })
                 .unwrap();
+        }
+        // The map no longer lists it, but its groups still count it among their voters until
+        // their leaders report the moves done: removing it now could cost a group its majority.
+        s.apply(MetaCommand::RemoveNode { id: 4 }).unwrap();
+        assert!(s.nodes.contains_key(&4), "removed before its groups let go");
+        for &(group, _, to) in &moves {
+            s.apply(MetaCommand::MoveDone { group, to }).unwrap();
         }
         s.apply(MetaCommand::RemoveNode { id: 4 }).unwrap();
         assert!(!s.nodes.contains_key(&4));

@@ -101,9 +101,10 @@ pub fn plan_node(
         ) {
             actions.push(NodeAction::MoveReplica { group, from, to });
         }
-        // A drained node that is down cannot say it let go of its groups; the map is all there is.
+        // A drained node that is down cannot say it let go of its groups; the map, and the moves
+        // whose groups have not yet dropped it from their voters, are all there is.
         for id in state.draining.intersection(down) {
-            if !state.all_shards().any(|(_, sh)| sh.replicas.contains(id)) {
+            if !state.holds_or_leaves_a_group(*id) {
                 actions.push(NodeAction::RemoveNode { id: *id });
             }
         }
@@ -162,10 +163,7 @@ pub fn plan_node(
         }
     }
     // A draining node leaves once no shard lists it and it runs no group any more.
-    if state.draining.contains(&me)
-        && local.is_empty()
-        && !state.all_shards().any(|(_, sh)| sh.replicas.contains(&me))
-    {
+    if state.draining.contains(&me) && local.is_empty() && !state.holds_or_leaves_a_group(me) {
         actions.push(NodeAction::RemoveNode { id: me });
     }
     for g in local {
@@ -412,7 +410,7 @@ mod tests {
             .collect();
         assert_eq!(moves, vec![(1, 1, 4), (2, 1, 4)]);
         assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
-        for (group, from, to) in moves {
+        for &(group, from, to) in &moves {
             s.apply(MetaCommand::MoveReplica { group, from, to })
                 .unwrap();
         }
@@ -428,6 +426,12 @@ mod tests {
         let a = plan_node(&s, 1, &follower, false, 0, &none, &none);
         assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
         assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
+        // Not while its groups still count it among their voters.
+        let a = plan_node(&s, 1, &[], false, 0, &none, &none);
+        assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
+        for &(group, _, to) in &moves {
+            s.apply(MetaCommand::MoveDone { group, to }).unwrap();
+        }
         let a = plan_node(&s, 1, &[], false, 0, &none, &none);
         assert!(a.contains(&NodeAction::RemoveNode { id: 1 }));
         assert!(

@@ -198,6 +198,13 @@ impl MetaState {
             .find_map(|s| s.consumers.iter().find(|c| c.arn == arn).map(|c| (s, c)))
     }
 
+    /// Whether node `id` is a replica of some shard in the map, or is being moved out of a
+    /// group whose voters still include it.
+    pub fn holds_or_leaves_a_group(&self, id: u64) -> bool {
+        self.all_shards().any(|(_, sh)| sh.replicas.contains(&id))
+            || self.moving.values().any(|(from, _)| *from == id)
+    }
+
     pub fn shard_by_group(&self, group: u64) -> Option<(&StreamMeta, &ShardMeta)> {
         self.all_shards().find(|(_, sh)| sh.group_id == group)
     }
