@@ -168,6 +168,16 @@ pub enum MetaReply {
     Lease(Lease),
 }
 
+/// Whether `name` is a valid consumer name: 1 to 128 characters of `[a-zA-Z0-9_.-]`, as
+/// Kinesis requires. Each API phrases the refusal its own way.
+pub fn valid_consumer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// The applied outcome: a reply, or a catalogue error name and message.
 pub type MetaResult = Result<MetaReply, (String, String)>;
 

@@ -28,6 +28,7 @@ mod testing;
 
 pub use commands::{
     MAX_CONSUMERS, MAX_TAGS, MetaCommand, MetaReply, MetaResult, SHARD_LEVEL_METRICS,
+    valid_consumer_name,
 };
 pub use leases::{Lease, LeaseOp, LeaseTable, MAX_LEASE_MS, SHARD_END};
 pub use placement::{

@@ -236,18 +236,6 @@ impl Report {
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
-        assert_eq!(parse_duration("20").unwrap(), Duration::from_secs(20));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3d").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
     fn ok(seq: &str) -> v1::PutRecordsResultEntry {
         v1::PutRecordsResultEntry {
             sequence_number: Some(seq.into()),

@@ -32,12 +32,7 @@ fn lease(shard_id: &str, l: &Lease) -> v1::Lease {
 }
 
 fn check_consumer_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+    if streamd_meta::valid_consumer_name(name) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(

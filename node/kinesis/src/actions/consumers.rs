@@ -36,12 +36,7 @@ fn stream_by_arn(api: &KinesisApi, arn: &str) -> Result<StreamMeta, KinesisError
 }
 
 fn check_consumer_name(name: &str) -> Result<(), KinesisError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
+    if streamd_meta::valid_consumer_name(name) {
         Ok(())
     } else {
         Err(KinesisError::validation(format!(
