@@ -110,7 +110,8 @@ pub enum MetaCommand {
         now_ms: i64,
     },
     /// Replaces replica `from` of shard group `group` by `to` (node lost or drained); the
-    /// group's leader then changes the group's membership to match.
+    /// group's leader then changes the group's membership to match. Refused while the group has
+    /// another move in flight, unless `from` is that move's target (redirected elsewhere).
     MoveReplica {
         group: u64,
         from: u64,
@@ -618,13 +619,26 @@ impl MetaState {
                 if !self.nodes.contains_key(&to) {
                     return err(ErrorCode::InvalidArgument, format!("no node {to}"));
                 }
+                // One move per group until its voters switch: the source of a move keeps voting
+                // (and keeps its replica) until then. Redirecting the move's own target is the
+                // exception; the source stays the node still to leave the group's voters.
+                let source = match self.moving.get(&group) {
+                    None => from,
+                    Some((source, target)) if *target == from => *source,
+                    Some((source, target)) => {
+                        return err(
+                            ErrorCode::ResourceInUse,
+                            format!("group {group} is still moving from {source} to {target}"),
+                        );
+                    }
+                };
                 for s in self.streams.values_mut() {
                     if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
                         && !sh.replicas.contains(&to)
                         && let Some(slot) = sh.replicas.iter_mut().find(|r| **r == from)
                     {
                         *slot = to;
-                        self.moving.insert(group, (from, to));
+                        self.moving.insert(group, (source, to));
                     }
                 }
                 Ok(MetaReply::Done)

@@ -23,6 +23,11 @@ pub fn place_replicas(nodes: &[u64], rf: usize, group_id: u64) -> Vec<u64> {
 /// `(group, from, to)` with `to` a live node not already in the group, the least loaded first
 /// (ties to the lower id). One move per group at a time, so every membership change is a single
 /// step; groups with no live candidate keep their replica.
+///
+/// A group with a move in flight is left to finish it: its source still votes until the group
+/// switches voters, so a second change at once could leave the group without a majority. The
+/// one exception is the in-flight move's own target going away, which could otherwise never
+/// finish: that move is redirected to another node (`MetaCommand::MoveReplica` keeps its source).
 pub fn plan_repairs(state: &MetaState, away: &BTreeSet<u64>) -> Vec<(u64, u64, u64)> {
     let mut load: BTreeMap<u64, usize> = state
         .nodes
@@ -41,7 +46,13 @@ pub fn plan_repairs(state: &MetaState, away: &BTreeSet<u64>) -> Vec<(u64, u64, u
     shards.sort_by_key(|sh| sh.group_id);
     let mut moves = Vec::new();
     for sh in shards {
-        let Some(from) = sh.replicas.iter().copied().find(|r| away.contains(r)) else {
+        let in_flight = state.moving.get(&sh.group_id).map(|(_, to)| *to);
+        let Some(from) = sh
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| away.contains(r) && in_flight.is_none_or(|to| to == *r))
+        else {
             continue;
         };
         let to = load

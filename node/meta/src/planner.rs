@@ -16,6 +16,8 @@ pub struct LocalGroup {
     pub term: u64,
     /// The group's voters as this replica knows them.
     pub voters: BTreeSet<u64>,
+    /// Whether `voters` is committed (false while a membership change is still in flight).
+    pub voters_committed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,10 +186,20 @@ pub fn plan_node(
                 actions.push(NodeAction::TransferLeader { group: g.group, to });
                 continue;
             }
-            // Dropped as soon as the map moves it away: a removed voter is not always told it
-            // was removed, so waiting for that could wait forever. The group keeps a majority
-            // (the other replicas) while the leader brings the new replica up to date.
-            actions.push(NodeAction::DropGroup { group: g.group });
+            // The source of a move keeps its replica, and its vote, until the group's leader
+            // reports the voters switched (`MoveDone`): another replica may be down, and then
+            // this one is part of the only majority the change can commit with. It is not
+            // dropped earlier, either, because a replica opened here again later would start
+            // empty while the group still counted this node as a voter with its log. The
+            // metadata, not this replica, says when: a removed voter is not always told so.
+            let leaving = state.shard_by_group(g.group).is_some()
+                && state
+                    .moving
+                    .get(&g.group)
+                    .is_some_and(|(from, _)| *from == me);
+            if !leaving {
+                actions.push(NodeAction::DropGroup { group: g.group });
+            }
             continue;
         }
         if g.is_leader
@@ -210,7 +222,10 @@ pub fn plan_node(
                 });
             }
             let wanted: BTreeSet<u64> = sh.replicas.iter().copied().collect();
+            // Only once committed: until then an election could still bring back the joint
+            // configuration, in which the source's vote counts.
             if wanted == g.voters
+                && g.voters_committed
                 && let Some((_, to)) = state.moving.get(&g.group)
             {
                 actions.push(NodeAction::ReportMoved {
@@ -318,18 +333,21 @@ mod tests {
                 is_leader: true,
                 term: 1,
                 voters: BTreeSet::new(),
+                voters_committed: true,
             },
             LocalGroup {
                 group: 2,
                 is_leader: false,
                 term: 1,
                 voters: BTreeSet::new(),
+                voters_committed: true,
             },
             LocalGroup {
                 group: 9,
                 is_leader: true,
                 term: 1,
                 voters: BTreeSet::new(),
+                voters_committed: true,
             },
         ];
         let a = plan_node(&s, 1, &local, false, 0, &BTreeSet::new(), &BTreeSet::new());
@@ -397,6 +415,7 @@ mod tests {
             is_leader: true,
             term: 1,
             voters: BTreeSet::from([1, 2, 3]),
+            voters_committed: true,
         }];
         let none = BTreeSet::new();
         let a = plan_node(&s, 1, &local, true, 0, &none, &none);
@@ -423,8 +442,9 @@ mod tests {
             is_leader: false,
             ..local[0].clone()
         }];
+        // As a follower it keeps the replica (and its vote) until the group has switched voters.
         let a = plan_node(&s, 1, &follower, false, 0, &none, &none);
-        assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
+        assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
         assert!(!a.contains(&NodeAction::RemoveNode { id: 1 }));
         // Not while its groups still count it among their voters.
         let a = plan_node(&s, 1, &[], false, 0, &none, &none);
@@ -432,6 +452,8 @@ mod tests {
         for &(group, _, to) in &moves {
             s.apply(MetaCommand::MoveDone { group, to }).unwrap();
         }
+        let a = plan_node(&s, 1, &follower, false, 0, &none, &none);
+        assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
         let a = plan_node(&s, 1, &[], false, 0, &none, &none);
         assert!(a.contains(&NodeAction::RemoveNode { id: 1 }));
         assert!(
@@ -496,6 +518,7 @@ mod tests {
             is_leader: true,
             term: 7,
             voters: BTreeSet::from([1, 2, 3]),
+            voters_committed: true,
         };
         let none = BTreeSet::new();
         let a = plan_node(&s, me, &[g.clone()], false, 0, &none, &none);
@@ -508,10 +531,86 @@ mod tests {
             !a.iter()
                 .any(|x| matches!(x, NodeAction::ReportMoved { .. }))
         );
+        // The new voters are in the log but not committed yet: the move is not over.
         g.voters = replicas;
+        g.voters_committed = false;
+        let a = plan_node(&s, me, &[g.clone()], false, 0, &none, &none);
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, NodeAction::ReportMoved { .. }))
+        );
+        g.voters_committed = true;
         let a = plan_node(&s, me, &[g], false, 0, &none, &none);
         assert!(a.contains(&NodeAction::ReportMoved { group: 1, to: 4 }));
         s.apply(MetaCommand::MoveDone { group: 1, to: 4 }).unwrap();
         assert!(s.moving.is_empty());
+    }
+
+    /// A rebalancing move starts just as another replica of the group dies: the source keeps
+    /// its replica until the move is done, and the dead replica waits for its own repair.
+    #[test]
+    fn a_moving_group_keeps_its_source_and_takes_one_move_at_a_time() {
+        let mut s = state();
+        for id in [4, 5] {
+            s.apply(MetaCommand::AddNode {
+                id,
+                addr: format!("n{id}:1"),
+            })
+            .unwrap();
+        }
+        s.apply(MetaCommand::ShardReady { group_id: 1 }).unwrap();
+        s.apply(MetaCommand::MoveReplica {
+            group: 1,
+            from: 3,
+            to: 4,
+        })
+        .unwrap();
+        let replica = LocalGroup {
+            group: 1,
+            is_leader: false,
+            term: 2,
+            voters: BTreeSet::from([1, 2, 3]),
+            voters_committed: true,
+        };
+        let none = BTreeSet::new();
+        let a = plan_node(&s, 3, &[replica.clone()], false, 0, &none, &none);
+        assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
+        // Node 2 goes down: its repair waits for the move in flight.
+        let down = BTreeSet::from([2]);
+        assert!(
+            crate::placement::plan_repairs(&s, &down)
+                .iter()
+                .all(|(g, _, _)| *g != 1)
+        );
+        assert!(
+            s.apply(MetaCommand::MoveReplica {
+                group: 1,
+                from: 2,
+                to: 5,
+            })
+            .is_err()
+        );
+        // The move's own target going away redirects it; the source is still the one leaving.
+        let away = BTreeSet::from([4]);
+        let redirect = crate::placement::plan_repairs(&s, &away);
+        assert_eq!(redirect.iter().find(|(g, _, _)| *g == 1), Some(&(1, 4, 5)));
+        s.apply(MetaCommand::MoveReplica {
+            group: 1,
+            from: 4,
+            to: 5,
+        })
+        .unwrap();
+        assert_eq!(s.moving.get(&1), Some(&(3, 5)));
+        let a = plan_node(&s, 3, &[replica.clone()], false, 0, &none, &none);
+        assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
+        s.apply(MetaCommand::MoveDone { group: 1, to: 5 }).unwrap();
+        let a = plan_node(&s, 3, &[replica], false, 0, &none, &none);
+        assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
+        // Now node 2's repair can go ahead.
+        assert!(
+            crate::placement::plan_repairs(&s, &down)
+                .iter()
+                .any(|(g, from, _)| *g == 1 && *from == 2)
+        );
     }
 }

@@ -44,6 +44,8 @@ pub struct GroupStatus {
     pub last_applied: Option<u64>,
     pub committed: Option<u64>,
     pub voters: BTreeSet<u64>,
+    /// Whether `voters` is the committed membership (no change in flight).
+    pub voters_committed: bool,
     pub learners: BTreeSet<u64>,
     /// On the leader: how long ago each other member last acknowledged a heartbeat or
     /// replication (None: not since this node became leader). Empty on followers.
@@ -156,6 +158,8 @@ impl GroupHandle {
             leader_changes: self.leader_changes.load(Ordering::Relaxed),
             committed: m.local_committed.map(|l| l.index()),
             voters: mem.voter_ids().collect(),
+            voters_committed: m.membership_config.log_id()
+                == m.committed_membership_config.log_id(),
             learners: mem.learner_ids().collect(),
             acked_ms_ago: m
                 .heartbeat

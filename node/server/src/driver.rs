@@ -80,6 +80,7 @@ async fn reconcile(node: &Node, st: &DriverState) {
                 group: *g,
                 is_leader: status.as_ref().is_some_and(|s| s.is_leader),
                 term: status.as_ref().map_or(0, |s| s.term),
+                voters_committed: status.as_ref().is_some_and(|s| s.voters_committed),
                 voters: status.map(|s| s.voters).unwrap_or_default(),
             }
         })
