@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use streamd_testkit::cluster::{NodeSpec, initial_cluster_arg, node_args};
 use streamd_testkit::faults::signal::{self, Signal};
-use streamd_testkit::probe::http_status;
+use streamd_testkit::probe::{http_get, http_status};
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -490,4 +490,18 @@ pub async fn wait_ready(admins: &[(u64, SocketAddr)], timeout: Duration) -> Resu
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What each of `admins` answers `GET /readyz` with now (the node's own reason when it is not
+/// ready), for the report of a node that never became ready.
+pub async fn readiness(admins: &[(u64, SocketAddr)]) -> String {
+    let mut out = Vec::new();
+    for &(id, addr) in admins {
+        let answer = match http_get(addr, "/readyz", Duration::from_secs(2)).await {
+            Ok((code, body)) => format!("{code} {}", body.trim()),
+            Err(e) => format!("no answer: {e}"),
+        };
+        out.push(format!("{id}: {answer}"));
+    }
+    out.join("; ")
 }

@@ -854,8 +854,14 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
         Ok(()) => members.iter().map(|m| (m.id, m.grpc.clone())).collect(),
         Err(pending) => {
             tail_logs(&cluster, pending);
+            let stuck: Vec<(u64, SocketAddr)> = member_admins
+                .iter()
+                .copied()
+                .filter(|(slot, _)| pending.contains(slot))
+                .collect();
+            let why = cluster::readiness(&stuck).await;
             log.note(format!(
-                "slots {pending:?} were not ready {recovery_timeout:?} after healing; they are not drained"
+                "slots {pending:?} were not ready {recovery_timeout:?} after healing ({why}); they are not drained"
             ));
             members
                 .iter()
