@@ -30,7 +30,8 @@ def streamd_binary() -> Path:
     target = os.environ.get("CARGO_TARGET_DIR")
     if target:
         return Path(target) / "release" / "streamd"
-    return Path("/work/target/release/streamd")
+    # The workspace's own target dir, four levels up from this file.
+    return Path(__file__).resolve().parents[4] / "target" / "release" / "streamd"
 
 
 def _free_ports(n: int) -> list[int]:
