@@ -112,14 +112,18 @@ impl Gateway {
         }
     }
 
-    /// Runs a query on a replica of `group`: the local one when this node has it.
+    /// Runs a query on a replica of `group`: the local one when this node has it and it has
+    /// caught up with its leader since it was opened (`serves_reads`), else another replica.
     pub(crate) async fn query_replica(
         &self,
         group: u64,
         replicas: &[u64],
         query: Vec<u8>,
     ) -> Result<Vec<u8>, ApiError> {
-        if let Some(s) = self.local_service(group) {
+        let me = self.host.node_id();
+        if let Some(s) = self.local_service(group)
+            && self.host.serves_reads(group)
+        {
             return tokio::task::spawn_blocking(move || {
                 streamd_raft::GroupService::query(&*s, &query)
             })
@@ -130,7 +134,7 @@ impl Gateway {
             ErrorCode::Unavailable,
             format!("no replica of group {group} answered"),
         );
-        for r in replicas {
+        for r in replicas.iter().filter(|r| **r != me) {
             match self
                 .host
                 .peers()

@@ -9,7 +9,7 @@
 //! A node that has not heard from a leader since it started is not caught up, even when its
 //! restored vote names a leader: that leader may have committed much more while the node was down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 
@@ -26,10 +26,11 @@ pub enum NotCaughtUp {
     Behind { applied: u64, target: u64 },
 }
 
-/// The catch-up target of every local group.
+/// The catch-up target of every local group, and which ones have caught up since opened.
 #[derive(Default)]
 pub(crate) struct CatchUpTargets {
     targets: Mutex<HashMap<u64, (Vote, u64)>>,
+    caught_up_once: Mutex<HashSet<u64>>,
 }
 
 impl CatchUpTargets {
@@ -47,6 +48,16 @@ impl CatchUpTargets {
 
     pub(crate) fn forget(&self, group: u64) {
         self.targets.lock().remove(&group);
+        self.caught_up_once.lock().remove(&group);
+    }
+
+    /// Remembers that the replica of `group` has caught up once since it was opened.
+    pub(crate) fn latch(&self, group: u64) {
+        self.caught_up_once.lock().insert(group);
+    }
+
+    pub(crate) fn latched(&self, group: u64) -> bool {
+        self.caught_up_once.lock().contains(&group)
     }
 
     pub(crate) fn target(&self, group: u64) -> Option<u64> {
@@ -104,6 +115,17 @@ mod tests {
         );
         assert_eq!(judge(false, Some(2), Some(10), Some(10)), Ok(()));
         assert_eq!(judge(false, Some(2), Some(0), None), Ok(()));
+    }
+
+    #[test]
+    fn the_latch_holds_until_the_replica_is_forgotten() {
+        let t = CatchUpTargets::default();
+        assert!(!t.latched(3));
+        t.latch(3);
+        assert!(t.latched(3));
+        assert!(!t.latched(4));
+        t.forget(3);
+        assert!(!t.latched(3), "a replica opened again must catch up again");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use crate::handle::{GroupHandle, GroupRaft};
 use crate::log_store::LogStore;
 use crate::network::client::{GroupNetwork, PeerClients};
 use crate::network::server::GroupService;
-use crate::state_machine::{GroupStateMachine, StateMachineAdapter};
+use crate::state_machine::{
+    GroupStateMachine, StateMachineAdapter, behind_log, stored_applied_index,
+};
 
 /// Timing of every group on the node.
 #[derive(Debug, Clone)]
@@ -111,6 +113,23 @@ impl RaftHost {
         v
     }
 
+    /// Checks, before any group is opened, that every group with a log here has a state machine
+    /// at least as new as the start of its log (`tree_of` names a group's sled tree). sled
+    /// recovers a damaged file by dropping what follows the damage, so a state machine can come
+    /// back older than it was; older than the purged log, it has lost entries no replay brings
+    /// back, and the node must not serve, or vote with, such a copy.
+    pub fn check_local_state(&self, tree_of: impl Fn(u64) -> &'static str) -> io::Result<()> {
+        for group in self.inner.engine.groups() {
+            let tree = self.inner.db.tree(tree_of(group))?;
+            let applied = stored_applied_index(&tree, group)?;
+            let purged = LogStore::new(group, self.inner.engine.clone()).last_purged_index()?;
+            if purged > applied {
+                return Err(behind_log(group, applied, purged));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether this node's replica of `group` has caught up with its leader (see `catch_up.rs`).
     pub fn caught_up(&self, group: u64) -> Result<(), NotCaughtUp> {
         let Some(h) = self.group(group) else {
@@ -123,6 +142,22 @@ impl RaftHost {
             self.inner.catch_up.target(group),
             s.last_applied,
         )
+    }
+
+    /// Whether reads may be served from this node's replica of `group`. Not until it has
+    /// caught up once since it was opened here: before that it may lack records the group
+    /// acknowledged long ago (a replica just added and still copying, a node just restarted),
+    /// and a reader would take the shard for shorter than it is. After that, yes, also while it
+    /// trails by a few entries or its group elects a leader, as any follower read does.
+    pub fn serves_reads(&self, group: u64) -> bool {
+        if self.inner.catch_up.latched(group) {
+            return true;
+        }
+        if self.caught_up(group).is_ok() {
+            self.inner.catch_up.latch(group);
+            return true;
+        }
+        false
     }
 
     pub(crate) fn note_append(
@@ -198,12 +233,7 @@ impl RaftHost {
         if purged > adapter.applied_index() {
             // Applying the log's first entry onto this older state would skip the entries
             // between on this replica only; refuse rather than serve a diverged copy.
-            return Err(io::Error::other(format!(
-                "group {group}: the state machine (applied up to {:?}) is older than the start \
-                 of the log (purged up to {:?}); this replica must be rebuilt from its peers",
-                adapter.applied_index(),
-                purged
-            )));
+            return Err(behind_log(group, adapter.applied_index(), purged));
         }
         let network = GroupNetwork {
             peers: self.inner.peers.clone(),

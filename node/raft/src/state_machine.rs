@@ -95,6 +95,31 @@ fn rand_suffix() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The last applied index the state machine of `group` stored in `tree`, counting an
+/// interrupted snapshot install as done (opening the group finishes it).
+pub(crate) fn stored_applied_index(tree: &sled::Tree, group: u64) -> io::Result<Option<u64>> {
+    for key in [INSTALLING_KEY, APPLIED_KEY] {
+        if let Some(v) = tree.get(group_key(group, key)).map_err(io::Error::other)? {
+            let s: AppliedState = bincode::deserialize(&v).map_err(io::Error::other)?;
+            return Ok(s.applied.map(|l| l.index()));
+        }
+    }
+    Ok(None)
+}
+
+/// A state machine older than the start of its log: the entries between are gone from this
+/// node (sled recovers a damaged file by dropping what follows the damage).
+pub(crate) fn behind_log(group: u64, applied: Option<u64>, purged: Option<u64>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "corrupt state of group {group}: its state machine (applied up to {applied:?}) is \
+             older than the start of its log (purged up to {purged:?}), so the entries between \
+             are gone from this node; replace the node, its replicas are rebuilt from their peers"
+        ),
+    )
+}
+
 impl StateMachineAdapter {
     pub(crate) fn open(
         group: u64,

@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use streamd_gateway::{Gateway, LocalShards, StreamdService};
 use streamd_meta::{META_TREE, MetaCommand, MetaService, MetaState, MetaStateMachine, NodeInfo};
 use streamd_raft::{InternalService, META_GROUP, PeerClients, RaftHost, RaftOptions};
+use streamd_shard::SHARD_TREE;
 use streamd_storage::{LogEngine, SledStore};
 use tokio::sync::watch;
 
@@ -25,6 +26,8 @@ pub(crate) enum NodeError {
     DataDir { dir: String, source: std::io::Error },
     #[error("failed to start the metadata group: {0}")]
     Meta(std::io::Error),
+    #[error("refusing to start on the data in {dir}: {source}")]
+    LocalState { dir: String, source: std::io::Error },
     #[error("failed to listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -73,6 +76,17 @@ impl Node {
             ..RaftOptions::default()
         };
         let host = RaftHost::new(config.node_id, engine, db, peers, raft_options);
+        host.check_local_state(|g| {
+            if g == META_GROUP {
+                META_TREE
+            } else {
+                SHARD_TREE
+            }
+        })
+        .map_err(|source| NodeError::LocalState {
+            dir: dir.display().to_string(),
+            source,
+        })?;
 
         let meta = Arc::new(RwLock::new(MetaState::default()));
         let (meta_tx, meta_changes) = watch::channel(0u64);

@@ -34,6 +34,15 @@ pub enum StorageError {
     /// sled reported an error.
     #[error("sled error: {0}")]
     Sled(#[from] sled::Error),
+    /// sled could not load its files: it refused them (an unreadable configuration, a
+    /// checksum that does not match) or panicked while decoding them.
+    #[error("corrupt sled database in {path}: {reason}")]
+    SledCorrupt {
+        /// The database directory.
+        path: String,
+        /// sled's own words.
+        reason: String,
+    },
 }
 
 impl StorageError {
@@ -67,13 +76,19 @@ impl StorageError {
                 context: "using sled".to_owned(),
                 source: io::Error::other(e.to_string()),
             },
+            StorageError::SledCorrupt { path, reason } => StorageError::SledCorrupt {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 
     fn kind(&self) -> io::ErrorKind {
         match self {
             StorageError::Io { source, .. } => source.kind(),
-            StorageError::Corrupt { .. } => io::ErrorKind::InvalidData,
+            StorageError::Corrupt { .. } | StorageError::SledCorrupt { .. } => {
+                io::ErrorKind::InvalidData
+            }
             StorageError::Closed => io::ErrorKind::BrokenPipe,
             StorageError::Invalid(_) => io::ErrorKind::InvalidInput,
             StorageError::Sled(sled::Error::Io(e)) => e.kind(),

@@ -19,9 +19,29 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the sled database at `path`.
+    /// Opens (creating if needed) the sled database at `path`. Damaged files are
+    /// `SledCorrupt`, whether sled refuses them or panics on them: sled 0.34 unwraps some of
+    /// what it decodes while recovering, and a node must stop with the reason, not a panic.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
-        let db = sled::open(path.as_ref())?;
+        let dir = path.as_ref();
+        let corrupt = |reason: String| StorageError::SledCorrupt {
+            path: dir.display().to_string(),
+            reason,
+        };
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sled::open(dir)));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Io(e))) => return Err(StorageError::Sled(sled::Error::Io(e))),
+            Ok(Err(e)) => return Err(corrupt(e.to_string())),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "no message".into());
+                return Err(corrupt(format!("sled panicked while loading it: {what}")));
+            }
+        };
         Ok(SledStore {
             db,
             path: path.as_ref().to_path_buf(),
@@ -103,6 +123,25 @@ mod tests {
         assert!(group_key(1, b"zz") < group_key(2, b""));
         assert!(group_key(255, b"") < group_key(256, b""));
         assert!(group_key(7, b"x").starts_with(&group_prefix(7)));
+    }
+
+    #[test]
+    fn a_damaged_database_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = SledStore::open(&path).unwrap();
+            store.tree("kv").unwrap().insert(b"k", b"v").unwrap();
+            store.flush_durable().unwrap();
+        }
+        std::fs::write(path.join("conf"), b"\xff\xfe not a sled configuration").unwrap();
+        match SledStore::open(&path) {
+            Err(e @ StorageError::SledCorrupt { .. }) => {
+                assert!(e.to_string().starts_with("corrupt sled database in"), "{e}")
+            }
+            Err(e) => panic!("expected SledCorrupt, got {e}"),
+            Ok(_) => panic!("a damaged configuration was accepted"),
+        }
     }
 
     #[test]

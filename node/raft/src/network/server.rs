@@ -5,11 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use streamd_proto::ApiError;
 use streamd_proto::internal::internal_server::{Internal, InternalServer};
 use streamd_proto::internal::{
     GroupMessage, RaftMessage, SnapshotChunk, TransferLeadershipRequest, TransferLeadershipResponse,
 };
+use streamd_proto::{ApiError, ErrorCode};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::MAX_MESSAGE_BYTES;
@@ -183,6 +183,17 @@ impl Internal for InternalService {
         let Some(q) = self.host.group(m.group_id).and_then(|g| g.service()) else {
             return Err(ApiError::not_leader(None).to_status());
         };
+        if !self.host.serves_reads(m.group_id) {
+            // The caller moves on to another replica.
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "this replica of group {} has not caught up with its leader yet",
+                    m.group_id
+                ),
+            )
+            .to_status());
+        }
         let payload = m.payload;
         let out: Arc<dyn GroupService> = q;
         let r = tokio::task::spawn_blocking(move || out.query(&payload))
