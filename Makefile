@@ -56,16 +56,20 @@ helm-tests:
 # build (a WAL that never fsyncs) under a power cut of every node on FUSE disks that forget
 # unsynced writes: the checker must say valid=false with anomalies (acknowledged records lost, or
 # their positions reused by other records), and the target fails if it does not. Power cuts of the
-# real build are in the must-pass campaigns (the third one, `power-cut,kill`). Not here yet:
-# `--nodes 3 --time-limit 40 --nemesis membership,corrupt,kill` (properties 12 and 13), because
-# it finds a streamd bug: with seed 74 a replica re-added to a node after a few moves serves its
-# shard empty (jepsen/README.md, "What the membership and corrupt campaigns showed"). Seed 40
-# passed every time; add it here once the bug is fixed.
+# real build are in the must-pass campaigns (the third one, `power-cut,kill`). The fourth changes
+# the cluster's members under load and damages a node's WAL on disk (`membership,corrupt,kill`,
+# properties 12 and 13): seed 74 replaces a corrupted node, joins one, drains one and corrupts the
+# joined one, the sequence that found replica moves dropping a vote a group still needed
+# (jepsen/README.md, "What the membership and corrupt campaigns showed"). The fifth damages a
+# node's sled database instead (`corrupt-sled`; seed 3 makes sled panic on its file, so the node
+# must refuse to start and be replaced).
 jepsen-smoke:
 	cargo build --release --workspace --all-targets
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 60 --nemesis partition,kill,pause,lossy,partition-leader,reshard --seed 8 --retention --out $(CARGO_TARGET_DIR)/jepsen-ci --streamd $(STREAMD_BIN)
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 5 --time-limit 60 --nemesis ring,bridge,delay,clock --seed 7 --out $(CARGO_TARGET_DIR)/jepsen-ci-net --streamd $(STREAMD_BIN)
 	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 40 --nemesis power-cut,kill --seed 11 --out $(CARGO_TARGET_DIR)/jepsen-ci-power --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 40 --nemesis membership,corrupt,kill --seed 74 --out $(CARGO_TARGET_DIR)/jepsen-ci-membership --streamd $(STREAMD_BIN)
+	$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 40 --nemesis corrupt-sled,kill,membership --seed 3 --out $(CARGO_TARGET_DIR)/jepsen-ci-sled --streamd $(STREAMD_BIN)
 	@$(CARGO_TARGET_DIR)/release/streamd-jepsen test --nodes 3 --time-limit 12 --nemesis power-cut --seed 3 --recovery-timeout 20 --out $(CARGO_TARGET_DIR)/jepsen-planted --streamd $(CARGO_TARGET_DIR)/release/streamd-planted > $(CARGO_TARGET_DIR)/jepsen-planted.log 2>&1; \
 	  code=$$?; last=$$(grep '^jepsen: valid=' $(CARGO_TARGET_DIR)/jepsen-planted.log | tail -1); \
 	  echo "planted bug (WAL without fsync), exit $$code: $$last"; \

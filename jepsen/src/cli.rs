@@ -42,6 +42,7 @@ pub enum NemesisArg {
     PowerCut,
     Membership,
     Corrupt,
+    CorruptSled,
     None,
 }
 
@@ -61,6 +62,7 @@ impl NemesisArg {
             NemesisArg::PowerCut => Some(Kind::PowerCut),
             NemesisArg::Membership => Some(Kind::Membership),
             NemesisArg::Corrupt => Some(Kind::Corrupt),
+            NemesisArg::CorruptSled => Some(Kind::CorruptSled),
             NemesisArg::None => None,
         }
     }

@@ -135,11 +135,12 @@ enum Topology {
 /// Slots beyond the initial nodes: one spare for the `membership` nemesis to join nodes into,
 /// and for `corrupt` to start a replacement in while the broken node still holds its address.
 fn spare_slots(args: &TestArgs) -> u64 {
-    u64::from(
-        args.nemesis
-            .iter()
-            .any(|n| matches!(n.kind(), Some(Kind::Membership | Kind::Corrupt))),
-    )
+    u64::from(args.nemesis.iter().any(|n| {
+        matches!(
+            n.kind(),
+            Some(Kind::Membership | Kind::Corrupt | Kind::CorruptSled)
+        )
+    }))
 }
 
 fn choose_topology(args: &TestArgs) -> Topology {
@@ -446,11 +447,11 @@ fn available_kinds(
             Kind::PowerCut => {
                 lazyfs::unavailable().map(|e| format!("the FUSE disks cannot be mounted here: {e}"))
             }
-            Kind::Membership | Kind::Corrupt if args.nodes < 3 => Some(
+            Kind::Membership | Kind::Corrupt | Kind::CorruptSled if args.nodes < 3 => Some(
                 "draining a node needs somewhere to move its replicas: at least 3 nodes"
                     .to_string(),
             ),
-            Kind::Membership | Kind::Corrupt
+            Kind::Membership | Kind::Corrupt | Kind::CorruptSled
                 if args
                     .nemesis
                     .iter()
@@ -668,7 +669,7 @@ async fn execute(args: &TestArgs, seed: u64, out: &Path, log: &mut RunLog) -> Re
     for (kind, reason) in &skipped {
         log.note(format!("nemesis {kind} not run: {reason}"));
     }
-    if kinds.contains(&Kind::Corrupt) {
+    if kinds.contains(&Kind::Corrupt) || kinds.contains(&Kind::CorruptSled) {
         // A node that refuses its corrupt data is drained and, being stopped, removed only after
         // the down timeout; at streamd's 30 s default that repair takes most of a short run.
         // 10 s is still longer than any kill or pause here (2-6 s), so those do not make the

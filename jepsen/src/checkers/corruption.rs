@@ -32,13 +32,13 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
     let faults: Vec<_> = facts
         .faults
         .iter()
-        .filter(|f| f.kind == "corrupt")
+        .filter(|f| f.kind == "corrupt" || f.kind == "corrupt-sled")
         .collect();
     if faults.is_empty() {
         return PropertyResult::not_checked(
             ID,
             NAME,
-            "no corrupt fault in the history (the corrupt nemesis was not run)",
+            "no corrupt fault in the history (neither the corrupt nor the corrupt-sled nemesis was run)",
         );
     }
     let mut anomalies = Anomalies::new(ID, NAME);

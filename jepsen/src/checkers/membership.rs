@@ -62,7 +62,10 @@ pub(crate) fn check(facts: &Facts, _config: &CheckConfig) -> PropertyResult {
     let replacements = facts
         .faults
         .iter()
-        .filter(|f| f.kind == "corrupt" && f.outcome.as_deref() == Some("detected-replaced"))
+        .filter(|f| {
+            (f.kind == "corrupt" || f.kind == "corrupt-sled")
+                && f.outcome.as_deref() == Some("detected-replaced")
+        })
         .count();
     anomalies.finish(json!({
         "steps": faults.len(),

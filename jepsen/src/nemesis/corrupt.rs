@@ -6,7 +6,9 @@
 //!   last record of the last one (a torn write: cutting the last segment earlier would drop
 //!   records the node synced, which no crash does);
 //! - `snapshot`: one random bit of a snapshot file (`DIR/node-<id>/snapshots/*.snap`), or of the
-//!   WAL when there is none.
+//!   WAL when there is none;
+//! - `sled` (the `corrupt-sled` nemesis): one random bit of the node's sled database file
+//!   (`DIR/node-<id>/sled/db`: the state machines of its replicas and the metadata).
 //!
 //! Then the node is started again and watched. The outcomes the server may have:
 //!
@@ -22,8 +24,10 @@
 //! fails) is `failed`, which property 12 reports. Whether corrupt data was *served* is for the
 //! other properties: a record that is not what was written is a phantom, a lost or a moved one.
 //!
-//! sled's files are not damaged: sled has no checksum of ours per record, and a flipped bit in
-//! them may go unnoticed (jepsen/README.md says so).
+//! sled checks its own log with a CRC per message and, recovering, drops what follows a bad
+//! one; streamd refuses to start when that leaves a state machine older than the start of its
+//! Raft log (`corrupt state of group ...`), and when sled refuses or panics on its files
+//! (`corrupt sled database ...`). A flip sled recovers from with nothing lost is `started-clean`.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -55,6 +59,7 @@ pub enum Damage {
     Flip,
     Truncate,
     Snapshot,
+    Sled,
 }
 
 impl Damage {
@@ -63,6 +68,7 @@ impl Damage {
             Damage::Flip => "flip",
             Damage::Truncate => "truncate",
             Damage::Snapshot => "snapshot",
+            Damage::Sled => "sled",
         }
     }
 }
@@ -76,6 +82,16 @@ pub(crate) fn draw(rng: &mut StdRng, nodes: u64) -> Fault {
     Fault::Corrupt {
         node: rng.random_range(1..=nodes),
         damage,
+        pick: rng.random(),
+        done: None,
+    }
+}
+
+/// A `corrupt-sled` fault: one bit of a node's sled database.
+pub(crate) fn draw_sled(rng: &mut StdRng, nodes: u64) -> Fault {
+    Fault::Corrupt {
+        node: rng.random_range(1..=nodes),
+        damage: Damage::Sled,
         pick: rng.random(),
         done: None,
     }
@@ -224,6 +240,13 @@ pub(crate) fn damage(dir: &Path, damage: Damage, pick: u64) -> Result<String, St
     let segs = segments(dir);
     let snaps = snapshots(dir);
     match damage {
+        Damage::Sled => {
+            let db = dir.join("sled").join("db");
+            if !db.exists() {
+                return Err(format!("no sled database at {}", db.display()));
+            }
+            flip(&db, &mut rng)
+        }
         Damage::Snapshot if !snaps.is_empty() => {
             let i = rng.random_range(0..snaps.len());
             flip(&snaps[i], &mut rng)

@@ -80,6 +80,9 @@ pub enum Kind {
     Membership,
     /// One node's WAL or snapshot damaged while it is stopped, then restarted (property 12).
     Corrupt,
+    /// The same with one bit of the node's sled database (state machines and metadata).
+    #[serde(rename = "corrupt-sled")]
+    CorruptSled,
 }
 
 impl Kind {
@@ -98,6 +101,7 @@ impl Kind {
             Kind::PowerCut => "power-cut",
             Kind::Membership => "membership",
             Kind::Corrupt => "corrupt",
+            Kind::CorruptSled => "corrupt-sled",
         }
     }
 }
@@ -196,6 +200,10 @@ impl Fault {
             Fault::Reshard { .. } => Kind::Reshard,
             Fault::PowerCut { .. } => Kind::PowerCut,
             Fault::Membership { .. } => Kind::Membership,
+            Fault::Corrupt {
+                damage: corrupt::Damage::Sled,
+                ..
+            } => Kind::CorruptSled,
             Fault::Corrupt { .. } => Kind::Corrupt,
         }
     }
@@ -437,6 +445,7 @@ fn plan_turns(seed: u64, kinds: &[Kind], nodes: u64, time_limit: Duration) -> Ve
             Kind::PowerCut => power_cut::draw(&mut rng, nodes),
             Kind::Membership => membership::draw(&mut rng),
             Kind::Corrupt => corrupt::draw(&mut rng, nodes),
+            Kind::CorruptSled => corrupt::draw_sled(&mut rng, nodes),
         };
         out.push(Planned {
             id: out.len() as u64 + 1,

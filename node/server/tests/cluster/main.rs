@@ -35,6 +35,7 @@
 mod t10_put_get;
 mod t20_kill_leader;
 mod t25_snapshot_catch_up;
+mod t26_state_behind_log;
 mod t30_full_restart;
 mod t35_ready_after_catch_up;
 mod t40_bad_input;
