@@ -573,7 +573,15 @@ mod tests {
             voters_committed: true,
         };
         let none = BTreeSet::new();
-        let a = plan_node(&s, 3, std::slice::from_ref(&replica), false, 0, &none, &none);
+        let a = plan_node(
+            &s,
+            3,
+            std::slice::from_ref(&replica),
+            false,
+            0,
+            &none,
+            &none,
+        );
         assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
         // Node 2 goes down: its repair waits for the move in flight.
         let down = BTreeSet::from([2]);
@@ -601,7 +609,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.moving.get(&1), Some(&(3, 5)));
-        let a = plan_node(&s, 3, std::slice::from_ref(&replica), false, 0, &none, &none);
+        let a = plan_node(
+            &s,
+            3,
+            std::slice::from_ref(&replica),
+            false,
+            0,
+            &none,
+            &none,
+        );
         assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
         s.apply(MetaCommand::MoveDone { group: 1, to: 5 }).unwrap();
         let a = plan_node(&s, 3, &[replica], false, 0, &none, &none);
