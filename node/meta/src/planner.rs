@@ -573,16 +573,12 @@ mod tests {
             voters_committed: true,
         };
         let none = BTreeSet::new();
-        let a = plan_node(
-            &s,
-            3,
-            std::slice::from_ref(&replica),
-            false,
-            0,
-            &none,
-            &none,
-        );
-        assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
+        // Whether node 3, the move's source, drops its replica.
+        let drops = |s: &MetaState| {
+            plan_node(s, 3, std::slice::from_ref(&replica), false, 0, &none, &none)
+                .contains(&NodeAction::DropGroup { group: 1 })
+        };
+        assert!(!drops(&s));
         // Node 2 goes down: its repair waits for the move in flight.
         let down = BTreeSet::from([2]);
         assert!(
@@ -609,19 +605,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.moving.get(&1), Some(&(3, 5)));
-        let a = plan_node(
-            &s,
-            3,
-            std::slice::from_ref(&replica),
-            false,
-            0,
-            &none,
-            &none,
-        );
-        assert!(!a.contains(&NodeAction::DropGroup { group: 1 }));
+        assert!(!drops(&s));
         s.apply(MetaCommand::MoveDone { group: 1, to: 5 }).unwrap();
-        let a = plan_node(&s, 3, &[replica], false, 0, &none, &none);
-        assert!(a.contains(&NodeAction::DropGroup { group: 1 }));
+        assert!(drops(&s));
         // Now node 2's repair can go ahead.
         assert!(
             crate::placement::plan_repairs(&s, &down)

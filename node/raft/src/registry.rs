@@ -216,13 +216,6 @@ impl RaftHost {
             // (i, t); the follower treats the two as the same entry and the replicas diverge for
             // good. A restarted node therefore always wins a new election (a new term) first.
             enable_leader_restore: Some(false),
-            // A follower that cut a torn tail off its WAL may have lost entries it had synced
-            // and acknowledged (a record damaged at the very end of the log reads the same as
-            // one a crash tore). openraft's leader otherwise keeps believing the follower holds
-            // them: it never sends them again, and the replica stays behind for good (seen with
-            // jepsen's `corrupt` truncations). Allowed, the leader finds the follower's real end
-            // and replicates from there; what a quorum accepted stays committed.
-            allow_log_reversion: Some(true),
             ..Default::default()
         }
         .validate()
