@@ -5,7 +5,7 @@
 //! also keeps the metadata group's voters equal to the cluster's nodes (joins and removals),
 //! and runs leader balancing (`streamd_meta::plan_leader_balance`) at a bounded rate.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,9 @@ const QUIET_AFTER: Duration = Duration::from_secs(3);
 const LEADER_BALANCE_EVERY: Duration = Duration::from_secs(5);
 /// How long the metadata leader waits for a group leader to start a leadership transfer.
 const TRANSFER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a replica may stay behind its leader's commit, applying nothing, after this node
+/// cut a torn WAL tail, before it asks for a new leader (`unstick_replicas`).
+const STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// What the driver remembers between ticks.
 #[derive(Default)]
@@ -45,6 +48,8 @@ struct DriverState {
     leading_since: Mutex<Option<tokio::time::Instant>>,
     /// When the last leader-balancing round started.
     last_balance: Mutex<Option<tokio::time::Instant>>,
+    /// Local replicas behind their leader's commit: the applied index and since when.
+    behind: Mutex<HashMap<u64, (u64, tokio::time::Instant)>>,
 }
 
 pub(crate) async fn run(node: Node) {
@@ -133,6 +138,7 @@ async fn reconcile(node: &Node, st: &DriverState) {
     if meta_leader {
         balance_leaders(node, st, &meta, &down, &unsettled);
     }
+    unstick_replicas(node, st);
     let now = streamd_shard::now_ms();
     for action in plan_node(&meta, me, &local, meta_leader, now, &down, &unsettled) {
         match action {
@@ -280,6 +286,7 @@ enum Task {
     Leader(u64),
     Moved(u64),
     Balance(u64),
+    Unstick(u64),
 }
 
 #[derive(Clone, Default)]
@@ -400,6 +407,76 @@ fn balance_leaders(
             };
             if let Err(e) = r {
                 tracing::info!(group_id = group, from, to, error = %e, "leadership not moved");
+            }
+        });
+    }
+}
+
+/// After this node cut a torn tail off its WAL, a local replica may have lost entries it had
+/// acknowledged (a damaged last record reads the same as a torn one). Its leader keeps
+/// believing the replica holds them and never sends them again: openraft moves a follower's
+/// matching index back only with `allow_log_reversion`, and that reset path panicked in
+/// openraft 0.10.0-alpha.37 when every node lost unsynced writes. The replica would stay
+/// behind, and the node unready, until the group's next leader change. So a replica behind its
+/// leader's commit that applies nothing for `STUCK_AFTER` asks that leader to hand leadership
+/// to another voter: a new leader probes every follower's real end.
+fn unstick_replicas(node: &Node, st: &DriverState) {
+    if !node.host.engine().cut_torn_tail_at_open() {
+        return;
+    }
+    let me = node.host.node_id();
+    let mut groups: Vec<u64> = node.shards.read().keys().copied().collect();
+    groups.push(streamd_raft::META_GROUP);
+    let now = tokio::time::Instant::now();
+    let mut behind = st.behind.lock();
+    behind.retain(|g, _| groups.contains(g));
+    for group in groups {
+        let Err(streamd_raft::NotCaughtUp::Behind { applied, .. }) = node.host.caught_up(group)
+        else {
+            behind.remove(&group);
+            continue;
+        };
+        let since = match behind.get(&group) {
+            Some((a, t)) if *a == applied => *t,
+            _ => {
+                behind.insert(group, (applied, now));
+                continue;
+            }
+        };
+        if since.elapsed() < STUCK_AFTER {
+            continue;
+        }
+        let Some(status) = node.host.group(group).map(|h| h.status()) else {
+            continue;
+        };
+        let Some(leader) = status.leader.filter(|l| *l != me) else {
+            continue;
+        };
+        let Some(to) = status
+            .voters
+            .iter()
+            .copied()
+            .find(|v| *v != me && *v != leader)
+        else {
+            continue;
+        };
+        // Asked again only after another full wait.
+        behind.insert(group, (applied, now));
+        let host = node.host.clone();
+        st.tasks.spawn_once(Task::Unstick(group), async move {
+            tracing::warn!(
+                group_id = group,
+                leader,
+                to,
+                applied,
+                "replica stays behind its leader after a torn wal tail was cut; asking for a new leader"
+            );
+            if let Err(e) = host
+                .peers()
+                .transfer_leadership(leader, group, to, TRANSFER_CALL_TIMEOUT)
+                .await
+            {
+                tracing::info!(group_id = group, error = %e, "leadership not moved");
             }
         });
     }

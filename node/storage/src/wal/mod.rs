@@ -172,6 +172,7 @@ struct Inner {
     shared: Arc<Shared>,
     dir: PathBuf,
     writer: Option<JoinHandle<()>>,
+    cut_torn_tail: bool,
 }
 
 impl Drop for Inner {
@@ -231,6 +232,7 @@ impl LogEngine {
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
         let lock = segment::lock_dir(dir)?;
         let replayed = segment::replay(dir)?;
+        let cut_torn_tail = replayed.cut_torn_tail;
         let mut index = replayed.index;
         let (active_id, active, size) = match replayed.active {
             Some(active) => active,
@@ -298,6 +300,7 @@ impl LogEngine {
                 shared,
                 dir: dir.to_path_buf(),
                 writer: Some(handle),
+                cut_torn_tail,
             }),
         })
     }
@@ -533,6 +536,13 @@ impl LogEngine {
     }
 
     /// Counters for metrics.
+    /// Whether opening cut a torn tail off the last segment. A record damaged at the very end
+    /// reads the same as one a crash tore, so what was cut may have been synced and
+    /// acknowledged: this node's groups may hold less than their leaders believe.
+    pub fn cut_torn_tail_at_open(&self) -> bool {
+        self.inner.cut_torn_tail
+    }
+
     pub fn stats(&self) -> WalStats {
         let s = &self.inner.shared.stats;
         WalStats {

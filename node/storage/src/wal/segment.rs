@@ -95,6 +95,8 @@ pub(crate) struct Replayed {
     pub(crate) meta: MetaMap,
     /// The last segment, to keep appending to: id, write handle, valid length.
     pub(crate) active: Option<(u64, File, u64)>,
+    /// Whether a torn tail was cut off the last segment.
+    pub(crate) cut_torn_tail: bool,
 }
 
 /// Replays every segment of `dir` in order into a fresh index. A bad record at the end of the
@@ -104,6 +106,7 @@ pub(crate) fn replay(dir: &Path) -> Result<Replayed, StorageError> {
     let ids = list_segments(dir)?;
     let mut index = Index::default();
     let mut active = None;
+    let mut cut_torn_tail = false;
     for (n, &id) in ids.iter().enumerate() {
         let last = n + 1 == ids.len();
         let path = segment_path(dir, id);
@@ -167,6 +170,7 @@ pub(crate) fn replay(dir: &Path) -> Result<Replayed, StorageError> {
                 None => 0,
             };
             if len != data.len() as u64 {
+                cut_torn_tail = true;
                 let ctx = || format!("truncating torn tail of segment {name}");
                 w.set_len(len).map_err(|e| StorageError::io(ctx(), e))?;
                 if len == 0 {
@@ -188,6 +192,7 @@ pub(crate) fn replay(dir: &Path) -> Result<Replayed, StorageError> {
         index,
         meta,
         active,
+        cut_torn_tail,
     })
 }
 

@@ -122,6 +122,7 @@ async fn check_torn_tail(damage: impl FnOnce(&Path)) {
     damage(&last);
     {
         let engine = open(dir.path(), opts(1 << 20));
+        assert!(engine.cut_torn_tail_at_open());
         assert_eq!(all(&engine, 1), batch(1, 1..6, 50));
         assert_eq!(engine.get_meta(1, 2), Some(Bytes::from_static(b"meta")));
         assert_eq!(
@@ -132,6 +133,7 @@ async fn check_torn_tail(damage: impl FnOnce(&Path)) {
         engine.append_durable(1, batch(1, 6..8, 50)).await.unwrap();
     }
     let engine = open(dir.path(), opts(1 << 20));
+    assert!(!engine.cut_torn_tail_at_open(), "an intact log cuts nothing");
     assert_eq!(all(&engine, 1), batch(1, 1..8, 50));
 }
 
