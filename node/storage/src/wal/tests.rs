@@ -133,7 +133,10 @@ async fn check_torn_tail(damage: impl FnOnce(&Path)) {
         engine.append_durable(1, batch(1, 6..8, 50)).await.unwrap();
     }
     let engine = open(dir.path(), opts(1 << 20));
-    assert!(!engine.cut_torn_tail_at_open(), "an intact log cuts nothing");
+    assert!(
+        !engine.cut_torn_tail_at_open(),
+        "an intact log cuts nothing"
+    );
     assert_eq!(all(&engine, 1), batch(1, 1..8, 50));
 }
 
