@@ -62,16 +62,38 @@ impl Gateway {
                     format!("group {group} has no replicas"),
                 ));
             };
+            if target != self.host.node_id()
+                && self.host.health().is_silent(target)
+                && Instant::now() < deadline
+            {
+                // Its node stopped answering the node heartbeat (killed, paused, cut off): a call
+                // there would sit out its whole timeout, holding every other shard of the
+                // caller's request. The group elects another leader within an election timeout
+                // of the silence; look for it instead.
+                tracing::debug!(
+                    group_id = group,
+                    target,
+                    "leader's node is silent; waiting for a new leader"
+                );
+                hint = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(250));
+                continue;
+            }
             let result = if target == self.host.node_id() {
                 match (self.host.group(group), self.local_service(group)) {
                     (Some(h), Some(s)) => s.propose(h, request.clone()).await,
                     _ => Err(ApiError::not_leader(None)),
                 }
             } else {
-                self.host
+                let started = std::time::Instant::now();
+                let answer = self
+                    .host
                     .peers()
                     .propose(target, group, 0, request.clone(), CALL_TIMEOUT)
-                    .await
+                    .await;
+                streamd_raft::hops::observe(streamd_raft::hops::Hop::Forward, started);
+                answer
             };
             match result {
                 Ok(r) => return Ok(r),

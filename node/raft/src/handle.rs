@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
@@ -14,6 +15,9 @@ use crate::state_machine::StateMachineAdapter;
 use crate::type_config::{Command, TypeConfig};
 
 pub(crate) type GroupRaft = openraft::Raft<TypeConfig, StateMachineAdapter>;
+
+/// Longest a write waits for a parked leader to renew its lease (one heartbeat round).
+const WAKE_DEADLINE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProposeError {
@@ -62,6 +66,8 @@ pub struct GroupHandle {
     pub(crate) raft: GroupRaft,
     pub(crate) service: Option<Arc<dyn GroupService>>,
     pub(crate) leader_changes: Arc<AtomicU64>,
+    /// Set while the quiescer has this replica's ticker parked (`quiesce.rs`).
+    pub(crate) parked: Arc<AtomicBool>,
 }
 
 impl GroupHandle {
@@ -82,7 +88,13 @@ impl GroupHandle {
     #[tracing::instrument(name = "raft.propose", skip_all, fields(group_id = self.group, bytes = command.len()))]
     pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         let group = self.group;
-        match self.raft.client_write(Command(command)).await {
+        let started = Instant::now();
+        if self.parked.load(Ordering::Relaxed) {
+            self.wake().await;
+        }
+        let written = self.raft.client_write(Command(command)).await;
+        crate::hops::observe(crate::hops::Hop::Propose, started);
+        match written {
             Ok(resp) => Ok(resp.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ProposeError::NotLeader {
@@ -94,6 +106,46 @@ impl GroupHandle {
                 group,
                 reason: e.to_string(),
             }),
+        }
+    }
+
+    /// Restarts a parked leader before a write. openraft's leader refuses writes once its lease
+    /// (the election timeout) has passed without a quorum acknowledging it, and a parked leader
+    /// sends no heartbeats, so its lease is always stale: one heartbeat round renews it. Bounded
+    /// by [`WAKE_DEADLINE`]; if it runs out, the write goes on and is refused as any write to a
+    /// leader without a quorum is.
+    async fn wake(&self) {
+        let asked = Instant::now();
+        // Ticking again, but still marked parked: writes arriving meanwhile wait for the
+        // lease too instead of being refused.
+        self.raft.runtime_config().tick(true);
+        if self.raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+        let renewed = self
+            .raft
+            .wait(Some(WAKE_DEADLINE))
+            .metrics(
+                |m| {
+                    let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+                    let since = asked.elapsed();
+                    let acked = m.heartbeat.as_ref().map_or(0, |h| {
+                        h.iter()
+                            .filter(|(id, _)| **id != m.id && voters.contains(id))
+                            .filter(|(_, at)| {
+                                at.as_ref()
+                                    .is_some_and(|t| openraft::Instant::elapsed(&**t) <= since)
+                            })
+                            .count()
+                    });
+                    // This replica counts itself.
+                    acked + 1 > voters.len() / 2
+                },
+                "leader lease renewed",
+            )
+            .await;
+        if renewed.is_ok() {
+            self.parked.store(false, Ordering::Relaxed);
         }
     }
 
@@ -177,6 +229,45 @@ impl GroupHandle {
                 })
                 .unwrap_or_default(),
         }
+    }
+
+    /// The term of this replica's leadership, if it leads.
+    pub(crate) fn leading_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.current_leader == Some(m.id)).then_some(m.current_term)
+    }
+
+    /// What the quiescer needs of this replica, read without copying the metrics.
+    pub(crate) fn quiesce_view(&self) -> crate::quiesce::ReplicaView {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let matched = match (&m.replication, m.current_leader == Some(m.id)) {
+            (Some(r), true) => r
+                .iter()
+                .filter(|(id, _)| **id != m.id)
+                .map(|(_, l)| l.as_ref().map(|l| l.index()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        crate::quiesce::ReplicaView {
+            me: m.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log: m.last_log_index,
+            committed: m.local_committed.map(|l| l.index()),
+            applied: m.last_applied.map(|l| l.index()),
+            matched,
+            membership_settled: m.membership_config.log_id()
+                == m.committed_membership_config.log_id(),
+        }
+    }
+
+    /// Parks (false) or restarts (true) this replica's Raft ticker: its heartbeats and
+    /// election timer.
+    pub(crate) fn set_ticking(&self, on: bool) {
+        self.raft.runtime_config().tick(on);
+        self.parked.store(!on, Ordering::Relaxed);
     }
 
     /// Asks this group's leader (this node) to hand leadership to `to`; returns once asked.

@@ -15,6 +15,9 @@
 //! - `registry.rs`: [`RaftHost`], creating, finding and dropping groups.
 //! - `handle.rs`: [`GroupHandle`], what the rest of the node may do with a group (propose, read
 //!   leadership, change membership, hand leadership over).
+//! - `hops.rs`: the write path's latency per hop (`streamd_put_hop_seconds`).
+//! - `quiesce.rs`: idle groups park their tickers; one heartbeat per pair of nodes
+//!   ([`quiesce::PeerHealth`]) stands in for theirs and tells who is silent.
 //! - `catch_up.rs`: whether a local replica has caught up with its leader (node readiness).
 //!
 //! Nothing outside this crate sees an openraft type: if a new feature needs one, add a method to
@@ -22,8 +25,10 @@
 
 mod catch_up;
 mod handle;
+pub mod hops;
 mod log_store;
 mod network;
+pub mod quiesce;
 mod registry;
 mod snapshot_file;
 mod state_machine;

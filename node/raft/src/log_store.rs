@@ -123,10 +123,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = bincode::serialize(&e).map_err(io::Error::other)?;
             batch.push((e.index(), bytes.into()));
         }
+        let queued = std::time::Instant::now();
         self.engine.append(
             self.group,
             batch,
-            Box::new(move |r| callback.io_completed(r.map_err(io::Error::from))),
+            Box::new(move |r| {
+                crate::hops::observe(crate::hops::Hop::LogAppend, queued);
+                callback.io_completed(r.map_err(io::Error::from))
+            }),
         );
         Ok(())
     }

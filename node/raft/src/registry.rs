@@ -14,9 +14,21 @@ use crate::handle::{GroupHandle, GroupRaft};
 use crate::log_store::LogStore;
 use crate::network::client::{GroupNetwork, PeerClients};
 use crate::network::server::GroupService;
+use crate::quiesce::{HEARTBEAT_EVERY, PeerHealth, Quiescer};
 use crate::state_machine::{
     GroupStateMachine, StateMachineAdapter, behind_log, stored_applied_index,
 };
+
+/// Groups whose ticker is parked on this node (`quiesce.rs`).
+static HIBERNATING: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
+    let g = prometheus::IntGauge::new(
+        "streamd_raft_groups_hibernating",
+        "Raft groups on this node whose ticker is parked because they are quiet.",
+    )
+    .expect("fixed gauge options are valid");
+    let _ = prometheus::register(Box::new(g.clone()));
+    g
+});
 
 /// Timing of every group on the node.
 #[derive(Debug, Clone)]
@@ -49,6 +61,7 @@ struct HostInner {
     opts: RaftOptions,
     groups: RwLock<HashMap<u64, GroupHandle>>,
     catch_up: CatchUpTargets,
+    health: PeerHealth,
     /// Set once the node has begun a graceful stop: it no longer campaigns nor accepts
     /// leadership.
     stopping: AtomicBool,
@@ -76,6 +89,7 @@ impl RaftHost {
                 opts,
                 groups: RwLock::new(HashMap::new()),
                 catch_up: CatchUpTargets::default(),
+                health: PeerHealth::default(),
                 stopping: AtomicBool::new(false),
             }),
         }
@@ -95,6 +109,80 @@ impl RaftHost {
 
     pub fn engine(&self) -> &LogEngine {
         &self.inner.engine
+    }
+
+    /// What this node hears of its peers (the node-level heartbeat).
+    pub fn health(&self) -> &PeerHealth {
+        &self.inner.health
+    }
+
+    /// The groups this node leads, with the term of each leadership.
+    pub(crate) fn leading(&self) -> Vec<(u64, u64)> {
+        self.groups()
+            .iter()
+            .filter_map(|g| g.leading_term().map(|t| (g.id(), t)))
+            .collect()
+    }
+
+    /// Runs until the process ends: sends the node heartbeat to every peer every
+    /// [`HEARTBEAT_EVERY`], and on every pass parks the tickers of quiet groups and restarts
+    /// those that moved or whose leader fell silent (`quiesce.rs`).
+    pub async fn run_liveness(self) {
+        let mut quiescer = Quiescer::default();
+        let mut pass = tokio::time::interval(HEARTBEAT_EVERY / 2);
+        pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = false;
+        loop {
+            pass.tick().await;
+            beat = !beat;
+            if beat {
+                self.send_heartbeats();
+            }
+            self.quiesce_pass(&mut quiescer);
+        }
+    }
+
+    fn send_heartbeats(&self) {
+        let leading = self.leading();
+        let me = self.inner.node_id;
+        for peer in self.inner.peers.nodes() {
+            if peer == me {
+                continue;
+            }
+            let host = self.clone();
+            let leading = leading.clone();
+            tokio::spawn(async move {
+                if host
+                    .inner
+                    .peers
+                    .node_heartbeat(peer, me, &leading, HEARTBEAT_EVERY * 2)
+                    .await
+                    .is_ok()
+                {
+                    host.inner.health.answered(peer);
+                }
+            });
+        }
+    }
+
+    fn quiesce_pass(&self, quiescer: &mut Quiescer) {
+        let now = std::time::Instant::now();
+        let groups = self.groups();
+        for g in &groups {
+            if g.id() == crate::META_GROUP {
+                continue;
+            }
+            let view = g.quiesce_view();
+            let health = &self.inner.health;
+            if let Some(tick) = quiescer.decide(g.id(), &view, now, |leader| {
+                health.leads(leader, g.id(), view.term)
+            }) {
+                tracing::debug!(group_id = g.id(), tick, "group ticker switched");
+                g.set_ticking(tick);
+            }
+        }
+        quiescer.retain(|id| groups.iter().any(|g| g.id() == id));
+        HIBERNATING.set(quiescer.hibernating() as i64);
     }
 
     /// Where snapshot files live: `snapshots/` beside the WAL's directory.
@@ -249,6 +337,7 @@ impl RaftHost {
             raft,
             service,
             leader_changes,
+            parked: Arc::default(),
         };
         if self.is_stopping() {
             handle.raft().runtime_config().elect(false);

@@ -317,7 +317,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
     {
         let mut batch = sled::Batch::default();
         let mut replies = Vec::new();
+        let mut started = None;
         while let Some((entry, responder)) = entries.try_next().await? {
+            // From the first entry on: waiting for the stream to yield it is not applying.
+            started.get_or_insert_with(std::time::Instant::now);
             let reply = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(cmd) => {
@@ -338,6 +341,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
         self.sm.applied();
         for (r, reply) in replies {
             r.send(Reply(reply));
+        }
+        if let Some(started) = started {
+            crate::hops::observe(crate::hops::Hop::Apply, started);
         }
         Ok(())
     }

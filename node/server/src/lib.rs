@@ -164,6 +164,7 @@ async fn run(config: config::NodeConfig) -> Result<(), node::NodeError> {
         });
     }
     tokio::spawn(driver::run(node.clone()));
+    tokio::spawn(node.host.clone().run_liveness());
     let admin = tokio::spawn(admin::serve(node.clone(), stopped(stop_rx.clone())));
     let mut kinesis = tokio::spawn({
         let n = node.clone();

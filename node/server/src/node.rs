@@ -204,18 +204,19 @@ impl Node {
                 addr: self.config.grpc_addr,
                 source,
             })?;
+        // The builder's own `tcp_nodelay` applies only to listeners it binds itself; with our
+        // listener, Nagle held a reply's trailing frames until the peer's delayed ACK (40 ms),
+        // which was the p99 of a write with one request in flight.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .layer(crate::telemetry::GrpcMetricsLayer)
             .layer(crate::otel::TraceContextLayer)
             .add_service(StreamdService::new(self.gateway.clone()))
             .add_service(InternalService::new(self.host.clone()))
             .add_service(crate::join::MembershipService::new(self.clone()))
             .add_service(reflection)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(NodeError::Serve)
     }

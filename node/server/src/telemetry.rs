@@ -43,6 +43,7 @@ static GRPC_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub(crate) fn register() {
     LazyLock::force(&GRPC_REQUEST_SECONDS);
     streamd_storage::wal::register_metrics();
+    streamd_raft::hops::register();
     streamd_kinesis::metrics::register();
 }
 

@@ -4,8 +4,10 @@
 //!   replies and queries), all bincode-encoded.
 //! - `apply.rs`: applies committed commands; sequence numbers are assigned here, from the log
 //!   index and the record's position in the entry, so every replica agrees without talking.
-//! - `service.rs`: admission on the leader (throughput limits, arrival time stamps), then propose;
-//!   and local reads for queries.
+//! - `service.rs`: admission on the leader (throughput limits), then propose; and local reads
+//!   for queries.
+//! - `batcher.rs`: concurrent puts to a shard become one Raft entry per flush (arrival time
+//!   stamped there).
 //! - `reader.rs`: iterator positions and record reads from the local replica's sled tree.
 //! - `limits.rs`: per-shard token buckets.
 //! - `metrics.rs`: Kinesis's shard-level metrics (bytes and records in and out, throttles,
@@ -16,6 +18,7 @@
 //! streamd-raft's.
 
 mod apply;
+mod batcher;
 pub mod command;
 mod keys;
 mod limits;

@@ -13,6 +13,7 @@ use streamd_proto::ids::SequenceNumber;
 use streamd_proto::{ApiError, ErrorCode};
 use streamd_raft::{GroupHandle, GroupService};
 
+use crate::batcher::{Placement, PutBatcher};
 use crate::command::{
     ApplyReply, IdempotentOutcome, QueryReply, RecordResult, ShardCommand, ShardQuery, ShardReply,
     ShardRequest,
@@ -35,6 +36,7 @@ pub struct ShardService {
     budget: Mutex<WriteBudget>,
     read_budget: Mutex<ReadBudget>,
     metrics: Arc<ShardMetrics>,
+    batcher: PutBatcher,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
@@ -54,6 +56,7 @@ impl ShardService {
             budget: Mutex::new(WriteBudget::new()),
             read_budget: Mutex::new(ReadBudget::new()),
             metrics: Arc::default(),
+            batcher: PutBatcher::default(),
         }
     }
 
@@ -80,6 +83,7 @@ impl ShardService {
     async fn put(
         group: u64,
         handle: GroupHandle,
+        batcher: PutBatcher,
         records: Vec<crate::command::RecordIn>,
         admitted: Vec<bool>,
         metrics: Arc<ShardMetrics>,
@@ -99,24 +103,18 @@ impl ShardService {
             .map(|r| r.data.len() + r.partition_key.len())
             .sum();
         if !accepted.is_empty() {
-            let cmd = encode(&ShardCommand::Put {
-                arrival_ms: now_ms(),
-                records: accepted,
-            })?;
-            let reply = handle.propose(cmd).await.map_err(ApiError::from)?;
-            match decode::<ApplyReply>(&reply)? {
-                ApplyReply::Put { log_index, count } => {
-                    sequence = (0..count)
+            match batcher.put(handle, accepted).await? {
+                Placement::Written {
+                    log_index,
+                    first,
+                    count,
+                } => {
+                    sequence = (first..first + count)
                         .map(|p| SequenceNumber::new(group, log_index, p as u16).0)
                         .collect();
                     metrics.written(count as u64, accepted_bytes as u64);
                 }
-                ApplyReply::Closed => closed = true,
-                ApplyReply::Trimmed
-                | ApplyReply::Sealed { .. }
-                | ApplyReply::PutIdempotent { .. } => {
-                    return Err(ApiError::internal("unexpected reply to a put"));
-                }
+                Placement::Closed => closed = true,
             }
         }
         let mut seqs = sequence.into_iter();
@@ -245,6 +243,7 @@ impl GroupService for ShardService {
                 Box::pin(Self::put(
                     group,
                     handle,
+                    self.batcher.clone(),
                     records,
                     admitted,
                     self.metrics.clone(),

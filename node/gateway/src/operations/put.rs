@@ -103,6 +103,16 @@ impl Gateway {
         &self,
         req: v1::PutRecordsRequest,
     ) -> Result<v1::PutRecordsResponse, ApiError> {
+        let started = std::time::Instant::now();
+        let answer = self.put_records_timed(req).await;
+        streamd_raft::hops::observe(streamd_raft::hops::Hop::Gateway, started);
+        answer
+    }
+
+    async fn put_records_timed(
+        &self,
+        req: v1::PutRecordsRequest,
+    ) -> Result<v1::PutRecordsResponse, ApiError> {
         let n = req.records.len();
         if n == 0 || n > MAX_PUT_RECORDS {
             return Err(ApiError::invalid(format!(

@@ -21,7 +21,7 @@ use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use parking_lot::RwLock;
 use streamd_proto::internal::internal_client::InternalClient;
 use streamd_proto::internal::{
-    GroupMessage, RaftMessage, SnapshotChunk, TransferLeadershipRequest,
+    GroupMessage, NodeHeartbeatRequest, RaftMessage, SnapshotChunk, TransferLeadershipRequest,
 };
 use streamd_proto::{ApiError, ErrorCode};
 use tonic::transport::{Channel, Endpoint};
@@ -67,6 +67,32 @@ impl PeerClients {
             .keep_alive_while_idle(true)
             .connect_lazy();
         self.peers.write().insert(node, (addr.to_string(), channel));
+    }
+
+    /// Every node an address is known for.
+    pub fn nodes(&self) -> Vec<u64> {
+        self.peers.read().keys().copied().collect()
+    }
+
+    /// Sends this node's heartbeat (`from`, and the groups it leads with their terms) to `node`.
+    pub(crate) async fn node_heartbeat(
+        &self,
+        node: u64,
+        from: u64,
+        leading: &[(u64, u64)],
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let mut c = self.client(node).ok_or_else(|| unknown_node(node))?;
+        let mut req = tonic::Request::new(NodeHeartbeatRequest {
+            from,
+            leading: leading.iter().map(|(g, _)| *g).collect(),
+            terms: leading.iter().map(|(_, t)| *t).collect(),
+        });
+        req.set_timeout(timeout);
+        c.node_heartbeat(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| ApiError::from_status(&s))
     }
 
     pub fn address(&self, node: u64) -> Option<String> {
@@ -183,6 +209,9 @@ impl PeerClients {
     }
 }
 
+/// The least time an AppendEntries carrying entries is given (see `append_entries`).
+const APPEND_MIN_TTL: Duration = Duration::from_secs(5);
+
 /// Bytes of snapshot file per chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 
@@ -280,9 +309,25 @@ impl GroupRouter<TypeConfig, u64> for PeerClients {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft_call(target, group_id, RaftRpc::Append, &rpc, option.hard_ttl())
+        let started = std::time::Instant::now();
+        // openraft gives an AppendEntries one heartbeat interval (250 ms). A message of many
+        // large entries to a follower fsyncing under load can take longer; timed out, it is
+        // sent again whole and times out again, and the group stops committing for good.
+        // Heartbeats keep their own deadline, so a slow follower still counts as alive or not.
+        let ttl = if rpc.entries.is_empty() {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().max(APPEND_MIN_TTL)
+        };
+        let answer = self
+            .raft_call(target, group_id, RaftRpc::Append, &rpc, ttl)
             .await
-            .map_err(unreachable)
+            .map_err(unreachable);
+        // Heartbeats (no entries) would drown the replication round trips.
+        if !rpc.entries.is_empty() {
+            crate::hops::observe(crate::hops::Hop::Replicate, started);
+        }
+        answer
     }
 
     async fn vote(

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use streamd_proto::internal::internal_server::{Internal, InternalServer};
 use streamd_proto::internal::{
-    GroupMessage, RaftMessage, SnapshotChunk, TransferLeadershipRequest, TransferLeadershipResponse,
+    GroupMessage, NodeHeartbeatRequest, NodeHeartbeatResponse, RaftMessage, SnapshotChunk,
+    TransferLeadershipRequest, TransferLeadershipResponse,
 };
 use streamd_proto::{ApiError, ErrorCode};
 use tonic::{Request, Response, Status, Streaming};
@@ -231,5 +232,19 @@ impl Internal for InternalService {
             .await
             .map_err(|e| ApiError::new(streamd_proto::ErrorCode::Unavailable, e).to_status())?;
         Ok(Response::new(TransferLeadershipResponse {}))
+    }
+
+    async fn node_heartbeat(
+        &self,
+        req: Request<NodeHeartbeatRequest>,
+    ) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        let m = req.into_inner();
+        self.host.health().heard(
+            m.from,
+            m.leading.iter().copied().zip(m.terms.iter().copied()),
+        );
+        Ok(Response::new(NodeHeartbeatResponse {
+            node_id: self.host.node_id(),
+        }))
     }
 }

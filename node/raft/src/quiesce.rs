@@ -1,0 +1,303 @@
+//! Quiet groups stop ticking; nodes heartbeat each other instead.
+//!
+//! A shard group that takes no writes still costs its leader a heartbeat to every follower each
+//! heartbeat interval, and every replica a timer wake-up: with thousands of shards an idle
+//! cluster burns its cores on nothing. As TiKV hibernates regions and CockroachDB quiesces
+//! ranges, a group whose log has not moved for [`QUIET_AFTER`], and whose followers all hold the
+//! leader's whole log, parks openraft's ticker on every replica (no heartbeats, no election
+//! timers, no wake-ups). Liveness then comes from one heartbeat per pair of nodes
+//! ([`PeerHealth`], sent by the host twice a second), which names the groups the sender leads.
+//!
+//! - A write wakes a group by itself: the leader replicates the new entry (replication does not
+//!   wait for ticks), every replica sees its log move, and the next pass turns ticking back on.
+//! - A follower keeps its ticker parked only while the node that leads its group is heard from
+//!   and still claims that leadership in the same term. When that node falls silent for
+//!   [`SILENT_AFTER`], or stops claiming the group, the follower ticks again; its last contact
+//!   with the leader is long past, so its election timer fires on the next tick and the group
+//!   elects a new leader within one election timeout.
+//! - The metadata group never hibernates: its heartbeats are how the controller judges nodes
+//!   down and they cost one group, not thousands.
+//!
+//! The decision is a pure function ([`should_tick`]); [`Quiescer`] applies it to every group.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+/// How long a group's log must stand still before it may hibernate.
+pub const QUIET_AFTER: Duration = Duration::from_secs(3);
+/// A peer not heard from for this long is silent: the groups it leads wake up and elect, and
+/// writes are not sent to it while another leader may exist.
+pub const SILENT_AFTER: Duration = Duration::from_millis(1500);
+/// How often a node sends its heartbeat to every peer.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+
+struct PeerSeen {
+    heard: Instant,
+    /// Group id to the term in which the peer leads it.
+    leading: HashMap<u64, u64>,
+}
+
+/// What this node last heard from each peer (the node-level heartbeat).
+#[derive(Default)]
+pub struct PeerHealth {
+    peers: RwLock<HashMap<u64, PeerSeen>>,
+}
+
+impl PeerHealth {
+    /// A heartbeat arrived from `node`, naming the groups it leads.
+    pub(crate) fn heard(&self, node: u64, leading: impl IntoIterator<Item = (u64, u64)>) {
+        self.peers.write().insert(
+            node,
+            PeerSeen {
+                heard: Instant::now(),
+                leading: leading.into_iter().collect(),
+            },
+        );
+    }
+
+    /// Our heartbeat to `node` was answered: it is alive, whatever it leads.
+    pub(crate) fn answered(&self, node: u64) {
+        let mut peers = self.peers.write();
+        match peers.get_mut(&node) {
+            Some(p) => p.heard = Instant::now(),
+            None => {
+                peers.insert(
+                    node,
+                    PeerSeen {
+                        heard: Instant::now(),
+                        leading: HashMap::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// How long ago `node` was last heard from; None if never (since this node started).
+    pub fn last_heard(&self, node: u64) -> Option<Duration> {
+        self.peers.read().get(&node).map(|p| p.heard.elapsed())
+    }
+
+    /// True when `node` was heard from once and not for [`SILENT_AFTER`] since: a leader there
+    /// is likely gone (killed, paused or cut off). A node never heard from is not silent.
+    pub fn is_silent(&self, node: u64) -> bool {
+        self.last_heard(node).is_some_and(|d| d >= SILENT_AFTER)
+    }
+
+    /// True when `node` is heard from and claims to lead `group` in `term`.
+    pub(crate) fn leads(&self, node: u64, group: u64, term: u64) -> bool {
+        self.peers.read().get(&node).is_some_and(|p| {
+            p.heard.elapsed() < SILENT_AFTER && p.leading.get(&group) == Some(&term)
+        })
+    }
+}
+
+/// One replica as the quiescer sees it on one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplicaView {
+    pub(crate) me: u64,
+    pub(crate) leader: Option<u64>,
+    pub(crate) term: u64,
+    pub(crate) last_log: Option<u64>,
+    pub(crate) committed: Option<u64>,
+    pub(crate) applied: Option<u64>,
+    /// On the leader: every other member's matched index (None: nothing matched yet).
+    pub(crate) matched: Vec<Option<u64>>,
+    /// No membership change in flight.
+    pub(crate) membership_settled: bool,
+}
+
+impl ReplicaView {
+    /// What must stand still for the group to count as quiet.
+    fn progress(&self) -> (u64, Option<u64>, Option<u64>, Option<u64>) {
+        (self.term, self.leader, self.last_log, self.applied)
+    }
+}
+
+/// Whether a replica's ticker should run. `quiet_for` is how long its [`ReplicaView::progress`]
+/// has stood still; `leader_heard` whether the leader's node is heard from and claims the group
+/// in this term (only asked of followers).
+pub(crate) fn should_tick(
+    view: &ReplicaView,
+    quiet_for: Duration,
+    leader_heard: impl FnOnce(u64) -> bool,
+) -> bool {
+    if quiet_for < QUIET_AFTER || !view.membership_settled {
+        return true;
+    }
+    let Some(leader) = view.leader else {
+        return true;
+    };
+    let settled =
+        view.last_log.is_some() && view.committed == view.last_log && view.applied == view.last_log;
+    if !settled {
+        return true;
+    }
+    if leader == view.me {
+        // Every follower holds the whole log: nothing is left to replicate, so heartbeats
+        // would only say "still here", which the node heartbeat says for all groups at once.
+        !view.matched.iter().all(|m| *m == view.last_log)
+    } else {
+        !leader_heard(leader)
+    }
+}
+
+struct Tracked {
+    progress: (u64, Option<u64>, Option<u64>, Option<u64>),
+    since: Instant,
+    ticking: bool,
+}
+
+/// Per-group memory of the quiescer: when each group's progress last moved, and whether its
+/// ticker is running.
+#[derive(Default)]
+pub(crate) struct Quiescer {
+    groups: HashMap<u64, Tracked>,
+}
+
+impl Quiescer {
+    /// Decides one group; returns Some(tick) when its ticker must be switched.
+    pub(crate) fn decide(
+        &mut self,
+        group: u64,
+        view: &ReplicaView,
+        now: Instant,
+        leader_heard: impl FnOnce(u64) -> bool,
+    ) -> Option<bool> {
+        let progress = view.progress();
+        let t = self.groups.entry(group).or_insert(Tracked {
+            progress,
+            since: now,
+            ticking: true,
+        });
+        if t.progress != progress {
+            t.progress = progress;
+            t.since = now;
+        }
+        let tick = should_tick(view, now.saturating_duration_since(t.since), leader_heard);
+        (tick != t.ticking).then(|| {
+            t.ticking = tick;
+            tick
+        })
+    }
+
+    /// Forgets groups no longer open here.
+    pub(crate) fn retain(&mut self, open: impl Fn(u64) -> bool) {
+        self.groups.retain(|g, _| open(*g));
+    }
+
+    /// Groups whose ticker is parked.
+    pub(crate) fn hibernating(&self) -> usize {
+        self.groups.values().filter(|t| !t.ticking).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader_view() -> ReplicaView {
+        ReplicaView {
+            me: 1,
+            leader: Some(1),
+            term: 3,
+            last_log: Some(10),
+            committed: Some(10),
+            applied: Some(10),
+            matched: vec![Some(10), Some(10)],
+            membership_settled: true,
+        }
+    }
+
+    fn follower_view() -> ReplicaView {
+        ReplicaView {
+            me: 2,
+            matched: vec![],
+            ..leader_view()
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_busy_group_keeps_ticking() {
+        assert!(should_tick(
+            &leader_view(),
+            Duration::from_millis(100),
+            |_| true
+        ));
+        assert!(should_tick(
+            &follower_view(),
+            Duration::from_millis(100),
+            |_| true
+        ));
+    }
+
+    #[test]
+    fn a_quiet_group_parks_only_when_every_follower_holds_the_log() {
+        assert!(!should_tick(&leader_view(), LONG, |_| true));
+        let lagging = ReplicaView {
+            matched: vec![Some(10), Some(9)],
+            ..leader_view()
+        };
+        assert!(should_tick(&lagging, LONG, |_| true));
+        let unapplied = ReplicaView {
+            applied: Some(9),
+            ..leader_view()
+        };
+        assert!(should_tick(&unapplied, LONG, |_| true));
+        let changing = ReplicaView {
+            membership_settled: false,
+            ..leader_view()
+        };
+        assert!(should_tick(&changing, LONG, |_| true));
+    }
+
+    #[test]
+    fn a_follower_parks_only_while_its_leader_is_heard_leading() {
+        assert!(!should_tick(&follower_view(), LONG, |l| l == 1));
+        assert!(should_tick(&follower_view(), LONG, |_| false));
+        let leaderless = ReplicaView {
+            leader: None,
+            ..follower_view()
+        };
+        assert!(should_tick(&leaderless, LONG, |_| true));
+    }
+
+    #[test]
+    fn progress_wakes_a_parked_group_and_quiet_parks_it_again() {
+        let mut q = Quiescer::default();
+        let t0 = Instant::now();
+        let v = leader_view();
+        assert_eq!(q.decide(7, &v, t0, |_| true), None);
+        assert_eq!(q.decide(7, &v, t0 + QUIET_AFTER, |_| true), Some(false));
+        assert_eq!(q.hibernating(), 1);
+        let moved = ReplicaView {
+            last_log: Some(11),
+            committed: Some(11),
+            applied: Some(11),
+            matched: vec![Some(11), Some(11)],
+            ..v
+        };
+        assert_eq!(
+            q.decide(7, &moved, t0 + QUIET_AFTER * 2, |_| true),
+            Some(true)
+        );
+        assert_eq!(
+            q.decide(7, &moved, t0 + QUIET_AFTER * 3, |_| true),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_stops_counting_as_leader() {
+        let h = PeerHealth::default();
+        assert!(!h.is_silent(5));
+        h.heard(5, [(7, 3)]);
+        assert!(h.leads(5, 7, 3));
+        assert!(!h.leads(5, 7, 4));
+        assert!(!h.leads(5, 8, 3));
+        assert!(!h.is_silent(5));
+    }
+}
