@@ -115,6 +115,10 @@ pub struct TestArgs {
     /// Longest stretch without an acknowledged append that property 15 accepts, in seconds.
     #[arg(long, default_value_t = 30)]
     pub availability_bound: u64,
+    /// Longest stretch without an acknowledged append that property 16 accepts around a fault
+    /// silencing one node, in milliseconds. Without it the stalls are reported, never judged.
+    #[arg(long, value_name = "MS")]
+    pub stall_bound_ms: Option<u64>,
     /// How long every node gets to answer `/readyz` after the final heal, in seconds; a node
     /// still not ready is not drained, and the run is a harness failure.
     #[arg(long, default_value_t = 120)]
@@ -138,6 +142,9 @@ pub struct CheckArgs {
     pub plant: Option<Plant>,
     #[arg(long, default_value_t = 30)]
     pub availability_bound: u64,
+    /// As for `test`: property 16's bound, in milliseconds (none: figures only).
+    #[arg(long, value_name = "MS")]
+    pub stall_bound_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -231,6 +238,31 @@ mod tests {
         };
         assert!(!parse(&[]));
         assert!(parse(&["--retention"]));
+    }
+
+    #[test]
+    fn the_stall_bound_is_unset_unless_given() {
+        let parse = |argv: &[&str]| match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Test(t)) => t.stall_bound_ms,
+            Ok(Command::Check(c)) => c.stall_bound_ms,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(parse(&["streamd-jepsen", "test"]), None);
+        assert_eq!(
+            parse(&["streamd-jepsen", "test", "--stall-bound-ms", "1500"]),
+            Some(1500)
+        );
+        assert_eq!(parse(&["streamd-jepsen", "check", "h.jsonl"]), None);
+        assert_eq!(
+            parse(&[
+                "streamd-jepsen",
+                "check",
+                "h.jsonl",
+                "--stall-bound-ms",
+                "800"
+            ]),
+            Some(800)
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub enum F {
 }
 
 impl F {
-    /// The retention phase's lines, which properties 1 to 11 and 15 never see.
+    /// The retention phase's lines, which properties 1 to 11, 15 and 16 never see.
     pub fn is_retention(self) -> bool {
         matches!(
             self,

@@ -144,7 +144,10 @@ pub fn property_lines(properties: &[PropertyResult]) -> Vec<String> {
         .iter()
         .map(|p| {
             let verdict = match p.verdict {
-                Verdict::Valid => "valid".to_string(),
+                Verdict::Valid => match &p.reason {
+                    Some(note) => format!("valid ({note})"),
+                    None => "valid".to_string(),
+                },
                 Verdict::Invalid => format!("INVALID ({} anomalies)", p.anomaly_count),
                 Verdict::NotChecked => format!(
                     "not checked: {}",

@@ -1067,6 +1067,7 @@ pub async fn test(args: TestArgs) -> i32 {
         .insert("total_s", started.elapsed().as_secs_f64());
     let config = CheckConfig {
         availability_bound_ms: args.availability_bound * 1000,
+        stall_bound_ms: args.stall_bound_ms,
         ..CheckConfig::default()
     };
     judge(
@@ -1099,6 +1100,7 @@ pub fn check(args: CheckArgs) -> i32 {
     }
     let config = CheckConfig {
         availability_bound_ms: args.availability_bound * 1000,
+        stall_bound_ms: args.stall_bound_ms,
         ..CheckConfig::default()
     };
     let mut log = RunLog::default();

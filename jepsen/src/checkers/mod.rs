@@ -26,6 +26,7 @@ pub mod no_duplicates;
 pub mod no_lost_ack;
 pub mod no_phantom;
 pub mod offset_integrity;
+pub mod quiet_node_stall;
 pub mod realtime_order;
 pub mod resharding;
 pub mod retention;
@@ -48,6 +49,9 @@ pub struct CheckConfig {
     /// Longest lag from acknowledgement to first read by a tailing reader that property 9
     /// accepts.
     pub freshness_bound_ms: u64,
+    /// Longest stretch without an acknowledged append that property 16 accepts around a fault
+    /// silencing one node. `None`: the stalls are reported, never judged.
+    pub stall_bound_ms: Option<u64>,
 }
 
 impl Default for CheckConfig {
@@ -56,6 +60,7 @@ impl Default for CheckConfig {
             availability_bound_ms: 30_000,
             unavailability_report_ms: 1_000,
             freshness_bound_ms: 60_000,
+            stall_bound_ms: None,
         }
     }
 }
@@ -640,6 +645,7 @@ pub fn run_all(facts: &Facts, config: &CheckConfig) -> Vec<PropertyResult> {
     results.push(membership::check(facts, config));
     results.push(retention::check(facts, config));
     results.push(availability::check(facts, config));
+    results.push(quiet_node_stall::check(facts, config));
     results
 }
 
