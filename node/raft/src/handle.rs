@@ -260,6 +260,7 @@ impl GroupHandle {
             matched,
             membership_settled: m.membership_config.log_id()
                 == m.committed_membership_config.log_id(),
+            voters: m.membership_config.membership().voter_ids().collect(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! ranges, a group whose log has not moved for [`QUIET_AFTER`], and whose followers all hold the
 //! leader's whole log, parks openraft's ticker on every replica (no heartbeats, no election
 //! timers, no wake-ups). Liveness then comes from one heartbeat per pair of nodes
-//! ([`PeerHealth`], sent by the host twice a second), which names the groups the sender leads.
+//! ([`PeerHealth`], sent by the host four times a second), which names the groups the sender leads.
 //!
 //! - A write wakes a group by itself: the leader replicates the new entry (replication does not
 //!   wait for ticks), every replica sees its log move, and the next pass turns ticking back on.
@@ -18,7 +18,8 @@
 //! - The metadata group never hibernates: its heartbeats are how the controller judges nodes
 //!   down and they cost one group, not thousands.
 //!
-//! The decision is a pure function ([`should_tick`]); [`Quiescer`] applies it to every group.
+//! The decision is a pure function ([`should_tick_staggered`]); [`Quiescer`] applies it to
+//! every group.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,9 +30,14 @@ use parking_lot::RwLock;
 pub const QUIET_AFTER: Duration = Duration::from_secs(3);
 /// A peer not heard from for this long is silent: the groups it leads wake up and elect, and
 /// writes are not sent to it while another leader may exist.
-pub const SILENT_AFTER: Duration = Duration::from_millis(1500);
+pub const SILENT_AFTER: Duration = Duration::from_millis(1000);
+/// When a parked group's leader falls silent, its followers wake one after another, this far
+/// apart, in the order of their node ids: woken together, each would campaign at once (their
+/// last contact with the leader is long past) and split the vote, costing another election
+/// timeout. The first one wins with the votes of the others, which answer votes while parked.
+pub const WAKE_STAGGER: Duration = Duration::from_millis(1000);
 /// How often a node sends its heartbeat to every peer.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 
 struct PeerSeen {
     heard: Instant,
@@ -74,6 +80,27 @@ impl PeerHealth {
         }
     }
 
+    /// Our heartbeat to `node` found nothing listening (connection refused): the process is
+    /// gone, so it counts as silent at once rather than after [`SILENT_AFTER`].
+    pub(crate) fn refused(&self, node: u64) {
+        let Some(long_ago) = Instant::now().checked_sub(SILENT_AFTER) else {
+            return;
+        };
+        let mut peers = self.peers.write();
+        match peers.get_mut(&node) {
+            Some(p) => p.heard = p.heard.min(long_ago),
+            None => {
+                peers.insert(
+                    node,
+                    PeerSeen {
+                        heard: long_ago,
+                        leading: HashMap::new(),
+                    },
+                );
+            }
+        }
+    }
+
     /// How long ago `node` was last heard from; None if never (since this node started).
     pub fn last_heard(&self, node: u64) -> Option<Duration> {
         self.peers.read().get(&node).map(|p| p.heard.elapsed())
@@ -106,6 +133,8 @@ pub(crate) struct ReplicaView {
     pub(crate) matched: Vec<Option<u64>>,
     /// No membership change in flight.
     pub(crate) membership_settled: bool,
+    /// The group's voters.
+    pub(crate) voters: Vec<u64>,
 }
 
 impl ReplicaView {
@@ -115,13 +144,26 @@ impl ReplicaView {
     }
 }
 
-/// Whether a replica's ticker should run. `quiet_for` is how long its [`ReplicaView::progress`]
-/// has stood still; `leader_heard` whether the leader's node is heard from and claims the group
-/// in this term (only asked of followers).
-pub(crate) fn should_tick(
+/// [`should_tick_staggered`] for a follower that lost its leader long ago.
+#[cfg(test)]
+fn should_tick(
     view: &ReplicaView,
     quiet_for: Duration,
     leader_heard: impl FnOnce(u64) -> bool,
+) -> bool {
+    should_tick_staggered(view, quiet_for, leader_heard, Duration::MAX, |_| false)
+}
+
+/// Whether a replica's ticker should run. `quiet_for` is how long its [`ReplicaView::progress`]
+/// has stood still; `leader_heard` whether the leader's node is heard from and claims the group
+/// in this term (only asked of followers); `lost_for` how long a parked follower has known its
+/// leader lost, and `silent` which nodes are silent (to rank the followers that wake).
+fn should_tick_staggered(
+    view: &ReplicaView,
+    quiet_for: Duration,
+    leader_heard: impl FnOnce(u64) -> bool,
+    lost_for: Duration,
+    silent: impl Fn(u64) -> bool,
 ) -> bool {
     if quiet_for < QUIET_AFTER || !view.membership_settled {
         return true;
@@ -138,8 +180,16 @@ pub(crate) fn should_tick(
         // Every follower holds the whole log: nothing is left to replicate, so heartbeats
         // would only say "still here", which the node heartbeat says for all groups at once.
         !view.matched.iter().all(|m| *m == view.last_log)
+    } else if leader_heard(leader) {
+        false
     } else {
-        !leader_heard(leader)
+        let rank = view
+            .voters
+            .iter()
+            .filter(|v| **v != leader && (**v == view.me || !silent(**v)))
+            .position(|v| *v == view.me)
+            .unwrap_or(0);
+        lost_for >= WAKE_STAGGER.saturating_mul(rank as u32)
     }
 }
 
@@ -147,6 +197,8 @@ struct Tracked {
     progress: (u64, Option<u64>, Option<u64>, Option<u64>),
     since: Instant,
     ticking: bool,
+    /// When this parked follower first found its leader not heard from.
+    lost_since: Option<Instant>,
 }
 
 /// Per-group memory of the quiescer: when each group's progress last moved, and whether its
@@ -164,18 +216,38 @@ impl Quiescer {
         view: &ReplicaView,
         now: Instant,
         leader_heard: impl FnOnce(u64) -> bool,
+        silent: impl Fn(u64) -> bool,
     ) -> Option<bool> {
         let progress = view.progress();
         let t = self.groups.entry(group).or_insert(Tracked {
             progress,
             since: now,
             ticking: true,
+            lost_since: None,
         });
         if t.progress != progress {
             t.progress = progress;
             t.since = now;
         }
-        let tick = should_tick(view, now.saturating_duration_since(t.since), leader_heard);
+        let heard = match view.leader {
+            Some(l) if l != view.me && !t.ticking => leader_heard(l),
+            _ => true,
+        };
+        if heard {
+            t.lost_since = None;
+        } else {
+            t.lost_since.get_or_insert(now);
+        }
+        let lost_for = t
+            .lost_since
+            .map_or(Duration::MAX, |at| now.saturating_duration_since(at));
+        let tick = should_tick_staggered(
+            view,
+            now.saturating_duration_since(t.since),
+            |_| heard,
+            lost_for,
+            silent,
+        );
         (tick != t.ticking).then(|| {
             t.ticking = tick;
             tick
@@ -207,6 +279,7 @@ mod tests {
             applied: Some(10),
             matched: vec![Some(10), Some(10)],
             membership_settled: true,
+            voters: vec![1, 2, 3],
         }
     }
 
@@ -270,8 +343,11 @@ mod tests {
         let mut q = Quiescer::default();
         let t0 = Instant::now();
         let v = leader_view();
-        assert_eq!(q.decide(7, &v, t0, |_| true), None);
-        assert_eq!(q.decide(7, &v, t0 + QUIET_AFTER, |_| true), Some(false));
+        assert_eq!(q.decide(7, &v, t0, |_| true, |_| false), None);
+        assert_eq!(
+            q.decide(7, &v, t0 + QUIET_AFTER, |_| true, |_| false),
+            Some(false)
+        );
         assert_eq!(q.hibernating(), 1);
         let moved = ReplicaView {
             last_log: Some(11),
@@ -281,13 +357,63 @@ mod tests {
             ..v
         };
         assert_eq!(
-            q.decide(7, &moved, t0 + QUIET_AFTER * 2, |_| true),
+            q.decide(7, &moved, t0 + QUIET_AFTER * 2, |_| true, |_| false),
             Some(true)
         );
         assert_eq!(
-            q.decide(7, &moved, t0 + QUIET_AFTER * 3, |_| true),
+            q.decide(7, &moved, t0 + QUIET_AFTER * 3, |_| true, |_| false),
             Some(false)
         );
+    }
+
+    #[test]
+    fn followers_of_a_lost_leader_wake_one_after_another() {
+        let mut q = Quiescer::default();
+        let t0 = Instant::now();
+        // Node 2 and node 3 follow leader 1; both parked.
+        let f2 = follower_view();
+        let f3 = ReplicaView {
+            me: 3,
+            ..follower_view()
+        };
+        let mut q3 = Quiescer::default();
+        assert_eq!(q.decide(7, &f2, t0, |_| true, |_| false), None);
+        assert_eq!(
+            q.decide(7, &f2, t0 + QUIET_AFTER, |_| true, |_| false),
+            Some(false)
+        );
+        assert_eq!(q3.decide(7, &f3, t0, |_| true, |_| false), None);
+        assert_eq!(
+            q3.decide(7, &f3, t0 + QUIET_AFTER, |_| true, |_| false),
+            Some(false)
+        );
+        // The leader falls silent: node 2 (first of the others) wakes at once, node 3 only a
+        // stagger later.
+        let lost = t0 + QUIET_AFTER * 2;
+        let silent = |n: u64| n == 1;
+        assert_eq!(q.decide(7, &f2, lost, |_| false, silent), Some(true));
+        assert_eq!(q3.decide(7, &f3, lost, |_| false, silent), None);
+        assert_eq!(
+            q3.decide(7, &f3, lost + WAKE_STAGGER, |_| false, silent),
+            Some(true)
+        );
+        // With node 2 silent too, node 3 is first in line.
+        let mut q3b = Quiescer::default();
+        assert_eq!(q3b.decide(7, &f3, t0, |_| true, |_| false), None);
+        assert_eq!(
+            q3b.decide(7, &f3, t0 + QUIET_AFTER, |_| true, |_| false),
+            Some(false)
+        );
+        assert_eq!(q3b.decide(7, &f3, lost, |_| false, |n| n <= 2), Some(true));
+    }
+
+    #[test]
+    fn a_refused_peer_is_silent_at_once() {
+        let h = PeerHealth::default();
+        h.heard(5, [(7, 3)]);
+        h.refused(5);
+        assert!(h.is_silent(5));
+        assert!(!h.leads(5, 7, 3));
     }
 
     #[test]

@@ -19,6 +19,12 @@ use crate::state_machine::{
     GroupStateMachine, StateMachineAdapter, behind_log, stored_applied_index,
 };
 
+/// Whether a failed call found nothing listening at the peer's address.
+fn refused(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("connection refused") || m.contains("tcp connect error")
+}
+
 /// Groups whose ticker is parked on this node (`quiesce.rs`).
 static HIBERNATING: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
     let g = prometheus::IntGauge::new(
@@ -152,14 +158,15 @@ impl RaftHost {
             let host = self.clone();
             let leading = leading.clone();
             tokio::spawn(async move {
-                if host
+                match host
                     .inner
                     .peers
-                    .node_heartbeat(peer, me, &leading, HEARTBEAT_EVERY * 2)
+                    .node_heartbeat(peer, me, &leading, HEARTBEAT_EVERY * 4)
                     .await
-                    .is_ok()
                 {
-                    host.inner.health.answered(peer);
+                    Ok(()) => host.inner.health.answered(peer),
+                    Err(e) if refused(&e.message) => host.inner.health.refused(peer),
+                    Err(_) => {}
                 }
             });
         }
@@ -174,9 +181,13 @@ impl RaftHost {
             }
             let view = g.quiesce_view();
             let health = &self.inner.health;
-            if let Some(tick) = quiescer.decide(g.id(), &view, now, |leader| {
-                health.leads(leader, g.id(), view.term)
-            }) {
+            if let Some(tick) = quiescer.decide(
+                g.id(),
+                &view,
+                now,
+                |leader| health.leads(leader, g.id(), view.term),
+                |node| health.is_silent(node),
+            ) {
                 tracing::debug!(group_id = g.id(), tick, "group ticker switched");
                 g.set_ticking(tick);
             }

@@ -22,12 +22,11 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from processes import http_ok, poll, stop
 
 RECORD_SIZE = 1024
 
@@ -38,36 +37,6 @@ LOADS = [
     ("B500x4", 4, 500),
     ("B500x16", 16, 500),
 ]
-
-
-def poll(what, check, deadline_s):
-    """Calls `check` until it returns a true value or the deadline passes."""
-    end = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < end:
-        try:
-            v = check()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-            last = e
-        time.sleep(0.1)
-    raise SystemExit(f"bench: {what} not reached within {deadline_s} s (last error: {last})")
-
-
-def http_ok(url):
-    with urllib.request.urlopen(url, timeout=1) as r:
-        return r.status == 200
-
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +185,7 @@ def main():
     ap.add_argument("--read-records", type=int, default=200_000)
     ap.add_argument("--json", help="write every figure here")
     ap.add_argument("--systems", default="streamd,nats", help="which to run, comma separated")
-    ap.add_argument("--nats-peer", default="/work/nats-peer-target/release/nats-peer",
+    ap.add_argument("--nats-peer", default="target/nats-peer/release/nats-peer",
                     help="the nats-peer binary (node/testkit/bench/nats-peer) that drives NATS")
     args = ap.parse_args()
 

@@ -21,33 +21,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from processes import http_get, poll, stop
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def poll(what, check, deadline_s, every=0.2):
-    end = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < end:
-        try:
-            v = check()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-            last = e
-        time.sleep(every)
-    raise SystemExit(f"bench: {what} not reached within {deadline_s} s (last: {last})")
-
-
-def http_get(url):
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return r.read().decode()
 
 
 def node_pids():
@@ -155,12 +136,7 @@ def main():
         result["wake_put_ms"] = {"p50": round(lat[len(lat) // 2], 1), "max": round(lat[-1], 1)}
         result["rss_mib"] = {n: round(rss_mib(p)) for n, p in pids.items()}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc, grace_s=60)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
 
