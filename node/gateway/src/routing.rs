@@ -26,12 +26,7 @@ fn retry_safe(e: &ApiError) -> bool {
     match e.code {
         ErrorCode::NotLeader => true,
         // A refused connection never carried the request.
-        ErrorCode::Unavailable => {
-            let m = e.message.to_ascii_lowercase();
-            m.contains("connection refused")
-                || m.contains("tcp connect error")
-                || m.contains("no address known")
-        }
+        ErrorCode::Unavailable => streamd_raft::never_connected(e),
         _ => false,
     }
 }

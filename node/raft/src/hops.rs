@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use prometheus::{HistogramOpts, HistogramVec};
+use prometheus::{Histogram, HistogramOpts, HistogramVec};
 
 /// The hops of one PutRecords, in the order a call meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,16 @@ pub enum Hop {
 }
 
 impl Hop {
+    const ALL: [Hop; 7] = [
+        Hop::Gateway,
+        Hop::Forward,
+        Hop::Queue,
+        Hop::Propose,
+        Hop::LogAppend,
+        Hop::Replicate,
+        Hop::Apply,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Hop::Gateway => "gateway",
@@ -43,7 +53,9 @@ impl Hop {
     }
 }
 
-static HOP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+/// One histogram per hop, resolved once: a write observes several hops, and the label lookup
+/// would hash on every one of them.
+static HOP_SECONDS: LazyLock<Vec<Histogram>> = LazyLock::new(|| {
     let h = HistogramVec::new(
         HistogramOpts::new(
             "streamd_put_hop_seconds",
@@ -58,17 +70,33 @@ static HOP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("fixed histogram options are valid");
     // Registered once per process; several hosts in one process (tests) share it.
     let _ = prometheus::register(Box::new(h.clone()));
-    h
+    Hop::ALL
+        .iter()
+        .map(|hop| h.with_label_values(&[hop.label()]))
+        .collect()
 });
 
 /// Records that `hop` took from `since` until now.
 pub fn observe(hop: Hop, since: Instant) {
-    HOP_SECONDS
-        .with_label_values(&[hop.label()])
-        .observe(since.elapsed().as_secs_f64());
+    if let Some(h) = HOP_SECONDS.get(hop as usize) {
+        h.observe(since.elapsed().as_secs_f64());
+    }
 }
 
 /// Registers the histogram now, so `/metrics` lists it before the first write.
 pub fn register() {
     LazyLock::force(&HOP_SECONDS);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hop_observes_its_own_histogram() {
+        for (i, hop) in Hop::ALL.iter().enumerate() {
+            assert_eq!(*hop as usize, i);
+        }
+        assert_eq!(HOP_SECONDS.len(), Hop::ALL.len());
+    }
 }

@@ -39,7 +39,7 @@ mod conformance_tests;
 
 pub use catch_up::NotCaughtUp;
 pub use handle::{GroupHandle, GroupStatus, ProposeError};
-pub use network::client::PeerClients;
+pub use network::client::{PeerClients, never_connected};
 pub use network::server::{GroupService, InternalService};
 pub use registry::{RaftHost, RaftOptions};
 pub use snapshot_file::SnapshotFile;

@@ -12,18 +12,12 @@ use streamd_storage::{LogEngine, SledStore, group_prefix};
 use crate::catch_up::{CatchUpTargets, NotCaughtUp};
 use crate::handle::{GroupHandle, GroupRaft};
 use crate::log_store::LogStore;
-use crate::network::client::{GroupNetwork, PeerClients};
+use crate::network::client::{GroupNetwork, PeerClients, never_connected};
 use crate::network::server::GroupService;
 use crate::quiesce::{HEARTBEAT_EVERY, PeerHealth, Quiescer};
 use crate::state_machine::{
     GroupStateMachine, StateMachineAdapter, behind_log, stored_applied_index,
 };
-
-/// Whether a failed call found nothing listening at the peer's address.
-fn refused(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("connection refused") || m.contains("tcp connect error")
-}
 
 /// Groups whose ticker is parked on this node (`quiesce.rs`).
 static HIBERNATING: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
@@ -165,7 +159,7 @@ impl RaftHost {
                     .await
                 {
                     Ok(()) => host.inner.health.answered(peer),
-                    Err(e) if refused(&e.message) => host.inner.health.refused(peer),
+                    Err(e) if never_connected(&e) => host.inner.health.refused(peer),
                     Err(_) => {}
                 }
             });
@@ -192,7 +186,8 @@ impl RaftHost {
                 g.set_ticking(tick);
             }
         }
-        quiescer.retain(|id| groups.iter().any(|g| g.id() == id));
+        let open: std::collections::HashSet<u64> = groups.iter().map(|g| g.id()).collect();
+        quiescer.retain(|id| open.contains(&id));
         HIBERNATING.set(quiescer.hibernating() as i64);
     }
 

@@ -209,6 +209,15 @@ impl PeerClients {
     }
 }
 
+/// Whether a failed node-to-node call found nothing listening at the peer's address (the
+/// process is gone, or the address is unknown): such a call never carried its request.
+pub fn never_connected(e: &ApiError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    m.contains("connection refused")
+        || m.contains("tcp connect error")
+        || m.contains("no address known")
+}
+
 /// The least time an AppendEntries carrying entries is given (see `append_entries`).
 const APPEND_MIN_TTL: Duration = Duration::from_secs(5);
 
