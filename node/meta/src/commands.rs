@@ -2,6 +2,7 @@
 //! the state and the command (times come inside the command, stamped by the proposer).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use streamd_proto::ErrorCode;
@@ -282,7 +283,7 @@ impl MetaState {
                 let arn = format!("arn:aws:kinesis:{region}:000000000000:stream/{name}");
                 self.streams.insert(
                     name.clone(),
-                    StreamMeta {
+                    Arc::new(StreamMeta {
                         name,
                         arn,
                         status: StreamStatus::Creating,
@@ -298,7 +299,7 @@ impl MetaState {
                         warm_throughput_mibps: None,
                         consumers: Vec::new(),
                         reshard: None,
-                    },
+                    }),
                 );
                 Ok(MetaReply::Done)
             }
@@ -313,12 +314,12 @@ impl MetaState {
                 Ok(MetaReply::Done)
             }
             MetaCommand::ShardReady { group_id } => {
-                for s in self.streams.values_mut() {
+                if let Some(s) = self.stream_of_group_mut(group_id) {
                     if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group_id) {
                         sh.ready = true;
-                        if s.status == StreamStatus::Creating && s.shards.iter().all(|x| x.ready) {
-                            s.status = StreamStatus::Active;
-                        }
+                    }
+                    if s.status == StreamStatus::Creating && s.shards.iter().all(|x| x.ready) {
+                        s.status = StreamStatus::Active;
                     }
                 }
                 Ok(MetaReply::Done)
@@ -328,7 +329,7 @@ impl MetaState {
                 hours,
                 increase,
             } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 if !(MIN_RETENTION_HOURS..=MAX_RETENTION_HOURS).contains(&hours) {
@@ -361,7 +362,7 @@ impl MetaState {
                 Ok(MetaReply::Done)
             }
             MetaCommand::TagStream { name, tags } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 for (k, v) in &tags {
@@ -386,7 +387,7 @@ impl MetaState {
                 Ok(MetaReply::Done)
             }
             MetaCommand::UntagStream { name, keys } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 for k in keys {
@@ -399,7 +400,7 @@ impl MetaState {
                 metrics,
                 enable,
             } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 let mut wanted = Vec::new();
@@ -427,7 +428,7 @@ impl MetaState {
                 Ok(MetaReply::Metrics { before, after })
             }
             MetaCommand::SetStreamMode { name, on_demand } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 if s.status != StreamStatus::Active {
@@ -443,7 +444,7 @@ impl MetaState {
                 Ok(MetaReply::Done)
             }
             MetaCommand::SetMaxRecordSize { name, kib } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 if !(1024..=10_240).contains(&kib) {
@@ -456,7 +457,7 @@ impl MetaState {
                 Ok(MetaReply::Done)
             }
             MetaCommand::SetWarmThroughput { name, mibps } => {
-                let Some(s) = self.streams.get_mut(&name) else {
+                let Some(s) = self.stream_mut(&name) else {
                     return not_found(&name);
                 };
                 if !s.on_demand {
@@ -475,7 +476,7 @@ impl MetaState {
                 name,
                 now_ms,
             } => {
-                let Some(s) = self.streams.get_mut(&stream) else {
+                let Some(s) = self.stream_mut(&stream) else {
                     return not_found(&stream);
                 };
                 if s.consumers.iter().any(|c| c.name == name) {
@@ -500,25 +501,27 @@ impl MetaState {
                 Ok(MetaReply::Consumer(c))
             }
             MetaCommand::ActivateConsumer { arn } => {
-                for s in self.streams.values_mut() {
-                    if let Some(c) = s.consumers.iter_mut().find(|c| c.arn == arn)
-                        && c.status == ConsumerStatus::Creating
-                    {
-                        c.status = ConsumerStatus::Active;
-                    }
+                let creating = self
+                    .consumer_by_arn(&arn)
+                    .is_some_and(|(_, c)| c.status == ConsumerStatus::Creating);
+                if creating
+                    && let Some(s) = self.stream_of_consumer_mut(&arn)
+                    && let Some(c) = s.consumers.iter_mut().find(|c| c.arn == arn)
+                {
+                    c.status = ConsumerStatus::Active;
                 }
                 Ok(MetaReply::Done)
             }
             MetaCommand::DeregisterConsumer { arn } => {
-                for s in self.streams.values_mut() {
-                    if let Some(i) = s.consumers.iter().position(|c| c.arn == arn) {
-                        let c = s.consumers.remove(i);
-                        self.resource_policies.remove(&arn);
-                        return Ok(MetaReply::Consumer(ConsumerMeta {
-                            status: ConsumerStatus::Deleting,
-                            ..c
-                        }));
-                    }
+                if let Some(s) = self.stream_of_consumer_mut(&arn)
+                    && let Some(i) = s.consumers.iter().position(|c| c.arn == arn)
+                {
+                    let c = s.consumers.remove(i);
+                    self.resource_policies.remove(&arn);
+                    return Ok(MetaReply::Consumer(ConsumerMeta {
+                        status: ConsumerStatus::Deleting,
+                        ..c
+                    }));
                 }
                 err(
                     ErrorCode::ResourceNotFound,
@@ -599,13 +602,15 @@ impl MetaState {
                 leader,
                 term,
             } => {
-                for s in self.streams.values_mut() {
-                    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
-                        && term >= sh.leader_term
-                    {
-                        sh.leader = Some(leader);
-                        sh.leader_term = term;
-                    }
+                let newer = self
+                    .shard_by_group(group)
+                    .is_some_and(|(_, sh)| term >= sh.leader_term);
+                if newer
+                    && let Some(s) = self.stream_of_group_mut(group)
+                    && let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
+                {
+                    sh.leader = Some(leader);
+                    sh.leader_term = term;
                 }
                 Ok(MetaReply::Done)
             }
@@ -632,14 +637,16 @@ impl MetaState {
                         );
                     }
                 };
-                for s in self.streams.values_mut() {
-                    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
-                        && !sh.replicas.contains(&to)
-                        && let Some(slot) = sh.replicas.iter_mut().find(|r| **r == from)
-                    {
-                        *slot = to;
-                        self.moving.insert(group, (source, to));
-                    }
+                let movable = self.shard_by_group(group).is_some_and(|(_, sh)| {
+                    !sh.replicas.contains(&to) && sh.replicas.contains(&from)
+                });
+                if movable
+                    && let Some(s) = self.stream_of_group_mut(group)
+                    && let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
+                    && let Some(slot) = sh.replicas.iter_mut().find(|r| **r == from)
+                {
+                    *slot = to;
+                    self.moving.insert(group, (source, to));
                 }
                 Ok(MetaReply::Done)
             }

@@ -263,7 +263,7 @@ impl MetaState {
         let op_id = self.next_op_id.max(1);
         self.next_op_id = op_id + 1;
         let mut next_group = self.next_group_id.max(1);
-        let Some(s) = self.streams.get_mut(name) else {
+        let Some(s) = self.stream_mut(name) else {
             return;
         };
         let by_range = |s: &StreamMeta, r: HashKeyRange| {
@@ -353,7 +353,7 @@ impl MetaState {
         endings: &[(ShardId, u128)],
         now_ms: i64,
     ) -> MetaResult {
-        let Some(s) = self.streams.get_mut(name) else {
+        let Some(s) = self.stream_mut(name) else {
             return Ok(MetaReply::Done);
         };
         let Some(op) = s.reshard.clone().filter(|o| o.id == op_id) else {
@@ -397,7 +397,7 @@ impl MetaState {
     /// Forgets closed shards whose retention has run out since they closed (their records are
     /// all past retention), unless a reshard in progress still names them.
     pub(crate) fn expire_shards(&mut self, name: &str, now_ms: i64) -> MetaResult {
-        let Some(s) = self.streams.get_mut(name) else {
+        let Some(s) = self.stream_mut(name) else {
             return Ok(MetaReply::Done);
         };
         let keep: BTreeSet<ShardId> = s
@@ -647,7 +647,7 @@ mod tests {
     #[test]
     fn on_demand_streams_refuse_manual_resharding() {
         let mut s = state(2);
-        s.streams.get_mut("s").unwrap().on_demand = true;
+        s.stream_mut("s").unwrap().on_demand = true;
         let e = reshard(&mut s, ReshardRequest::Scale { target: 4 }).unwrap_err();
         assert_eq!(e.0, ErrorCode::Validation.name());
     }

@@ -1,6 +1,7 @@
 //! The replicated metadata.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use streamd_proto::ids::{HashKey, HashKeyRange, ShardId};
@@ -156,7 +157,10 @@ pub struct MetaState {
     /// Key for shard-iterator MACs, chosen once when the cluster forms.
     pub cluster_secret: Vec<u8>,
     pub nodes: BTreeMap<u64, NodeInfo>,
-    pub streams: BTreeMap<String, StreamMeta>,
+    /// Shared, not owned: publishing the applied state after each batch and the driver's copy
+    /// of it on every pass clone one pointer per stream, and a command clones only the stream
+    /// it changes (`stream_mut`), so neither grows with the number of shards.
+    pub streams: BTreeMap<String, Arc<StreamMeta>>,
     /// Next Raft group id for a shard; group 0 is this metadata group.
     pub next_group_id: u64,
     /// Replication factor for new shards (capped by the node count).
@@ -184,17 +188,37 @@ impl MetaState {
     pub fn all_shards(&self) -> impl Iterator<Item = (&StreamMeta, &ShardMeta)> {
         self.streams
             .values()
+            .map(|s| &**s)
             .flat_map(|s| s.shards.iter().map(move |sh| (s, sh)))
     }
 
+    /// The stream named `name`, for a change: copied first if a published state still
+    /// shares it.
+    pub fn stream_mut(&mut self, name: &str) -> Option<&mut StreamMeta> {
+        self.streams.get_mut(name).map(Arc::make_mut)
+    }
+
+    /// The stream holding group `group`'s shard, for a change.
+    pub fn stream_of_group_mut(&mut self, group: u64) -> Option<&mut StreamMeta> {
+        let name = self.shard_by_group(group).map(|(s, _)| s.name.clone())?;
+        self.stream_mut(&name)
+    }
+
+    /// The stream a consumer ARN belongs to, for a change.
+    pub fn stream_of_consumer_mut(&mut self, arn: &str) -> Option<&mut StreamMeta> {
+        let name = self.consumer_by_arn(arn).map(|(s, _)| s.name.clone())?;
+        self.stream_mut(&name)
+    }
+
     pub fn stream_by_arn(&self, arn: &str) -> Option<&StreamMeta> {
-        self.streams.values().find(|s| s.arn == arn)
+        self.streams.values().map(|s| &**s).find(|s| s.arn == arn)
     }
 
     /// The stream and consumer a consumer ARN names.
     pub fn consumer_by_arn(&self, arn: &str) -> Option<(&StreamMeta, &ConsumerMeta)> {
         self.streams
             .values()
+            .map(|s| &**s)
             .find_map(|s| s.consumers.iter().find(|c| c.arn == arn).map(|c| (s, c)))
     }
 

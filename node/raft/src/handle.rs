@@ -60,12 +60,31 @@ pub struct GroupStatus {
     pub leader_changes: u64,
 }
 
+/// What a task watching a replica's metrics counts.
+#[derive(Debug, Default)]
+pub(crate) struct Watched {
+    /// Leaders seen come and go.
+    pub(crate) leader_changes: AtomicU64,
+    /// Changes of the metrics, of any kind.
+    pub(crate) updates: AtomicU64,
+}
+
+/// Leadership and voters of a replica, as the planner needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipView {
+    pub is_leader: bool,
+    pub term: u64,
+    pub voters: BTreeSet<u64>,
+    /// Whether `voters` is the committed membership (no change in flight).
+    pub voters_committed: bool,
+}
+
 #[derive(Clone)]
 pub struct GroupHandle {
     pub(crate) group: u64,
     pub(crate) raft: GroupRaft,
     pub(crate) service: Option<Arc<dyn GroupService>>,
-    pub(crate) leader_changes: Arc<AtomicU64>,
+    pub(crate) watched: Arc<Watched>,
     /// Set while the quiescer has this replica's ticker parked (`quiesce.rs`).
     pub(crate) parked: Arc<AtomicBool>,
 }
@@ -207,7 +226,7 @@ impl GroupHandle {
                 let first = m.purged.as_ref().map_or(0, |p| p.index() + 1);
                 (last + 1).saturating_sub(first)
             }),
-            leader_changes: self.leader_changes.load(Ordering::Relaxed),
+            leader_changes: self.watched.leader_changes.load(Ordering::Relaxed),
             committed: m.local_committed.map(|l| l.index()),
             voters: mem.voter_ids().collect(),
             voters_committed: m.membership_config.log_id()
@@ -321,25 +340,45 @@ impl GroupHandle {
             .map(|n| n.addr.clone())
     }
 
-    /// Counts the leaders this replica sees come and go, until the group stops.
-    pub(crate) fn watch_leader_changes(raft: &GroupRaft) -> Arc<AtomicU64> {
-        let changes = Arc::new(AtomicU64::new(0));
+    /// How many times this replica's metrics changed since the group was opened here.
+    pub(crate) fn metrics_updates(&self) -> u64 {
+        self.watched.updates.load(Ordering::Acquire)
+    }
+
+    /// Counts the leaders this replica sees come and go, and every change of its metrics,
+    /// until the group stops.
+    pub(crate) fn watch_metrics(raft: &GroupRaft) -> Arc<Watched> {
+        let watched = Arc::new(Watched::default());
         let mut rx = raft.metrics();
-        let counter = changes.clone();
+        let counts = watched.clone();
         tokio::spawn(async move {
             let mut last = None;
             loop {
                 let leader = rx.borrow_watched().current_leader;
                 if leader.is_some() && leader != last {
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counts.leader_changes.fetch_add(1, Ordering::Relaxed);
                     last = leader;
                 }
+                counts.updates.fetch_add(1, Ordering::Release);
                 if rx.changed().await.is_err() {
                     return;
                 }
             }
         });
-        changes
+        watched
+    }
+
+    /// The parts of this replica's state the planner reads, without copying its metrics.
+    pub fn membership_view(&self) -> MembershipView {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        MembershipView {
+            is_leader: m.current_leader == Some(m.id),
+            term: m.current_term,
+            voters: m.membership_config.membership().voter_ids().collect(),
+            voters_committed: m.membership_config.log_id()
+                == m.committed_membership_config.log_id(),
+        }
     }
 
     pub async fn shutdown(&self) {

@@ -38,7 +38,7 @@ mod type_config;
 mod conformance_tests;
 
 pub use catch_up::NotCaughtUp;
-pub use handle::{GroupHandle, GroupStatus, ProposeError};
+pub use handle::{GroupHandle, GroupStatus, MembershipView, ProposeError};
 pub use network::client::{PeerClients, never_connected};
 pub use network::server::{GroupService, InternalService};
 pub use registry::{RaftHost, RaftOptions};

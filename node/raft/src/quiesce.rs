@@ -199,6 +199,30 @@ struct Tracked {
     ticking: bool,
     /// When this parked follower first found its leader not heard from.
     lost_since: Option<Instant>,
+    /// What the group looked like when last judged, while parked.
+    parked: Option<Parked>,
+}
+
+/// A parked replica as last judged: how many metrics updates it had seen, and who led it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parked {
+    pub(crate) updates: u64,
+    pub(crate) me: u64,
+    pub(crate) leader: Option<u64>,
+    pub(crate) term: u64,
+}
+
+impl Parked {
+    /// Whether the replica may stay parked without being looked at again: it leads the group
+    /// itself (only a write, which moves its log, wakes it), or its leader is heard from and
+    /// still claims the group in the same term.
+    pub(crate) fn may_stay(&self, group: u64, health: &PeerHealth) -> bool {
+        match self.leader {
+            Some(l) if l == self.me => true,
+            Some(l) => health.leads(l, group, self.term),
+            None => false,
+        }
+    }
 }
 
 /// Per-group memory of the quiescer: when each group's progress last moved, and whether its
@@ -224,6 +248,7 @@ impl Quiescer {
             since: now,
             ticking: true,
             lost_since: None,
+            parked: None,
         });
         if t.progress != progress {
             t.progress = progress;
@@ -252,6 +277,28 @@ impl Quiescer {
             t.ticking = tick;
             tick
         })
+    }
+
+    /// A parked group whose metrics did not change since it was last judged (`updates` counts
+    /// them): with thousands of parked groups a pass must not read every group's metrics only
+    /// to find nothing moved. Its last judgement stands unless its leader's health changed.
+    pub(crate) fn parked_unchanged(&self, group: u64, updates: u64) -> Option<Parked> {
+        self.groups
+            .get(&group)
+            .and_then(|t| t.parked)
+            .filter(|p| p.updates == updates)
+    }
+
+    /// Records what a group looked like when judged (`updates` read before `view`).
+    pub(crate) fn note_judged(&mut self, group: u64, updates: u64, view: &ReplicaView) {
+        if let Some(t) = self.groups.get_mut(&group) {
+            t.parked = (!t.ticking).then_some(Parked {
+                updates,
+                me: view.me,
+                leader: view.leader,
+                term: view.term,
+            });
+        }
     }
 
     /// Forgets groups no longer open here.

@@ -168,13 +168,22 @@ impl RaftHost {
 
     fn quiesce_pass(&self, quiescer: &mut Quiescer) {
         let now = std::time::Instant::now();
-        let groups = self.groups();
-        for g in &groups {
+        let health = &self.inner.health;
+        // Under the read lock, without copying the handles: the pass runs eight times a second
+        // over every group of the node.
+        let groups = self.inner.groups.read();
+        for g in groups.values() {
             if g.id() == crate::META_GROUP {
                 continue;
             }
+            let updates = g.metrics_updates();
+            if quiescer
+                .parked_unchanged(g.id(), updates)
+                .is_some_and(|p| p.may_stay(g.id(), health))
+            {
+                continue;
+            }
             let view = g.quiesce_view();
-            let health = &self.inner.health;
             if let Some(tick) = quiescer.decide(
                 g.id(),
                 &view,
@@ -185,9 +194,9 @@ impl RaftHost {
                 tracing::debug!(group_id = g.id(), tick, "group ticker switched");
                 g.set_ticking(tick);
             }
+            quiescer.note_judged(g.id(), updates, &view);
         }
-        let open: std::collections::HashSet<u64> = groups.iter().map(|g| g.id()).collect();
-        quiescer.retain(|id| open.contains(&id));
+        quiescer.retain(|id| groups.contains_key(&id));
         HIBERNATING.set(quiescer.hibernating() as i64);
     }
 
@@ -337,12 +346,12 @@ impl RaftHost {
             openraft::Raft::new(self.inner.node_id, Arc::new(config), network, log, adapter)
                 .await
                 .map_err(io::Error::other)?;
-        let leader_changes = GroupHandle::watch_leader_changes(&raft);
+        let watched = GroupHandle::watch_metrics(&raft);
         let handle = GroupHandle {
             group,
             raft,
             service,
-            leader_changes,
+            watched,
             parked: Arc::default(),
         };
         if self.is_stopping() {

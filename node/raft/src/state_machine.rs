@@ -40,6 +40,10 @@ pub trait GroupStateMachine: Send + Sync + 'static {
     /// Applies one committed command at `index`; returns the reply for the proposer.
     fn apply(&mut self, index: u64, command: &[u8], batch: &mut sled::Batch) -> Vec<u8>;
 
+    /// Called once per batch of applied entries, before the batch is written: state kept in
+    /// memory and stored in rows of its own is written here once per batch, not per entry.
+    fn persist(&mut self, _batch: &mut sled::Batch) {}
+
     /// Called after a batch of applied entries is written to sled.
     fn applied(&mut self) {}
 
@@ -336,6 +340,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineAdapter {
                 replies.push((r, reply));
             }
         }
+        self.sm.persist(&mut batch);
         batch.insert(group_key(self.group, APPLIED_KEY), self.applied_record()?);
         self.tree.apply_batch(batch).map_err(io::Error::other)?;
         self.sm.applied();

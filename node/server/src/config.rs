@@ -37,6 +37,12 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = ShardLimitsFlag::Kinesis)]
         shard_limits: ShardLimitsFlag,
     },
+    /// Make a cluster CA, and the node and client certificates it signs, for TLS between nodes
+    /// and with clients.
+    Certs {
+        #[command(subcommand)]
+        command: crate::certs::CertsCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]

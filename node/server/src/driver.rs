@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use streamd_meta::{
     LocalGroup, MAX_LEADER_TRANSFERS, MetaCommand, NodeAction, plan_leader_balance, plan_node,
@@ -21,6 +22,13 @@ use tokio::sync::watch;
 use crate::node::Node;
 
 const TICK: Duration = Duration::from_millis(250);
+/// Shortest time between two passes: a burst of metadata changes (thousands of shards created,
+/// each reporting ready and its leader) is taken in a few passes, not one pass per change,
+/// since every pass reads every local group.
+const MIN_PASS_GAP: Duration = Duration::from_millis(50);
+/// Replicas opened at once in one pass: opening one waits for its sled tree and its first
+/// log writes, which other opens can overlap.
+const OPEN_AT_ONCE: usize = 32;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Longest one membership step may take (add a learner, wait for it to catch up, switch the
 /// voters). openraft waits for a learner without a deadline; a learner that died meanwhile
@@ -57,6 +65,7 @@ pub(crate) async fn run(node: Node) {
     let mut changes = node.meta_changes.clone();
     let mut last_retention = tokio::time::Instant::now();
     loop {
+        let started = tokio::time::Instant::now();
         reconcile(&node, &st).await;
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
@@ -64,6 +73,7 @@ pub(crate) async fn run(node: Node) {
         }
         // Wake on a metadata change or at the next tick, whichever comes first.
         let _ = tokio::time::timeout(TICK, changes.changed()).await;
+        tokio::time::sleep_until(started + MIN_PASS_GAP).await;
     }
 }
 
@@ -80,13 +90,13 @@ async fn reconcile(node: &Node, st: &DriverState) {
         .read()
         .keys()
         .map(|g| {
-            let status = node.host.group(*g).map(|h| h.status());
+            let view = node.host.group(*g).map(|h| h.membership_view());
             LocalGroup {
                 group: *g,
-                is_leader: status.as_ref().is_some_and(|s| s.is_leader),
-                term: status.as_ref().map_or(0, |s| s.term),
-                voters_committed: status.as_ref().is_some_and(|s| s.voters_committed),
-                voters: status.map(|s| s.voters).unwrap_or_default(),
+                is_leader: view.as_ref().is_some_and(|v| v.is_leader),
+                term: view.as_ref().map_or(0, |v| v.term),
+                voters_committed: view.as_ref().is_some_and(|v| v.voters_committed),
+                voters: view.map(|v| v.voters).unwrap_or_default(),
             }
         })
         .collect();
@@ -140,24 +150,14 @@ async fn reconcile(node: &Node, st: &DriverState) {
     }
     unstick_replicas(node, st);
     let now = streamd_shard::now_ms();
+    let mut opens = Vec::new();
     for action in plan_node(&meta, me, &local, meta_leader, now, &down, &unsettled) {
         match action {
             NodeAction::OpenShard {
                 group,
                 members,
                 initialize,
-            } => {
-                if let Err(e) = open_shard(node, group).await {
-                    tracing::error!(group_id = group, error = %e, "failed to open shard replica");
-                    continue;
-                }
-                if initialize
-                    && let Some(h) = node.host.group(group)
-                    && let Err(e) = h.initialize(&members).await
-                {
-                    tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
-                }
-            }
+            } => opens.push((group, members, initialize)),
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);
                 if let Err(e) = node.host.remove_group(group, SHARD_TREE).await {
@@ -268,6 +268,20 @@ async fn reconcile(node: &Node, st: &DriverState) {
             }
         }
     }
+    futures::stream::iter(opens)
+        .for_each_concurrent(OPEN_AT_ONCE, |(group, members, initialize)| async move {
+            if let Err(e) = open_shard(node, group).await {
+                tracing::error!(group_id = group, error = %e, "failed to open shard replica");
+                return;
+            }
+            if initialize
+                && let Some(h) = node.host.group(group)
+                && let Err(e) = h.initialize(&members).await
+            {
+                tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
+            }
+        })
+        .await;
 }
 
 /// Background work the driver started, one at a time per key: a slow proposal is not started

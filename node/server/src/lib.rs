@@ -2,6 +2,7 @@
 //! binaries can run the same node with a [`Build`] that differs from the product.
 
 mod admin;
+pub mod certs;
 mod config;
 mod dev_cluster;
 mod driver;
@@ -10,6 +11,7 @@ mod lifecycle;
 mod node;
 mod otel;
 mod telemetry;
+mod tls;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -82,6 +84,9 @@ pub struct Build {
 /// The whole `streamd` command line: parses the arguments, runs a node (or `dev`), returns the
 /// exit code.
 pub async fn main(build: Build) -> std::process::ExitCode {
+    if let Some(code) = certs::run_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     if let Some(Command::Dev {
         nodes,

@@ -6,6 +6,8 @@ pub(crate) mod put;
 pub(crate) mod reshard;
 pub(crate) mod streams;
 
+use std::sync::Arc;
+
 use streamd_meta::{StreamMeta, StreamStatus};
 use streamd_proto::ApiError;
 use streamd_proto::ids::StreamName;
@@ -23,8 +25,8 @@ pub(crate) fn not_found(name: &str) -> ApiError {
 }
 
 impl Gateway {
-    /// A copy of the stream's metadata, if it exists.
-    pub(crate) fn stream(&self, name: &str) -> Result<StreamMeta, ApiError> {
+    /// The stream's metadata, if it exists (shared with the published state, not copied).
+    pub(crate) fn stream(&self, name: &str) -> Result<Arc<StreamMeta>, ApiError> {
         stream_name(name)?;
         self.meta
             .read()
@@ -35,7 +37,7 @@ impl Gateway {
     }
 
     /// The stream, refusing data-plane calls until it is ready (as Kinesis does while CREATING).
-    pub(crate) fn active_stream(&self, name: &str) -> Result<StreamMeta, ApiError> {
+    pub(crate) fn active_stream(&self, name: &str) -> Result<Arc<StreamMeta>, ApiError> {
         let s = self.stream(name)?;
         match s.status {
             StreamStatus::Active | StreamStatus::Updating => Ok(s),

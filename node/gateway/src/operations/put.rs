@@ -5,6 +5,7 @@
 //! report each record's own outcome in request order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use streamd_meta::StreamMeta;
@@ -167,7 +168,7 @@ impl Gateway {
 
     /// The stream's map once this node has applied a newer one than `seen`, polling the local
     /// metadata until `deadline`.
-    async fn newer_map(&self, seen: &StreamMeta, deadline: Instant) -> Option<StreamMeta> {
+    async fn newer_map(&self, seen: &StreamMeta, deadline: Instant) -> Option<Arc<StreamMeta>> {
         let mut backoff = Duration::from_millis(5);
         loop {
             match self.active_stream(&seen.name) {

@@ -188,6 +188,7 @@ impl Gateway {
         let after: Vec<&StreamMeta> = meta
             .streams
             .values()
+            .map(|s| &**s)
             .filter(|s| {
                 req.exclusive_start_stream_name
                     .as_ref()

@@ -2,6 +2,8 @@
 //! monitoring, stream mode, maximum record size, warm throughput, encryption, resource policies
 //! and the account's billing commitment.
 
+use std::sync::Arc;
+
 use streamd_meta::{MetaCommand, MetaReply, StreamMeta};
 
 use super::streams::stream_name;
@@ -9,7 +11,7 @@ use crate::codec::{Doc, Input};
 use crate::error::KinesisError;
 use crate::router::KinesisApi;
 
-pub(super) fn stream(api: &KinesisApi, input: &Input) -> Result<StreamMeta, KinesisError> {
+pub(super) fn stream(api: &KinesisApi, input: &Input) -> Result<Arc<StreamMeta>, KinesisError> {
     let name = stream_name(input)?;
     api.gw
         .metadata()
@@ -51,14 +53,28 @@ fn empty() -> Doc {
 pub(super) async fn add_tags(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
     let s = stream(api, input)?;
     let tags = input.opt_string_map("Tags")?.unwrap_or_default();
-    run(api, MetaCommand::TagStream { name: s.name, tags }).await?;
+    run(
+        api,
+        MetaCommand::TagStream {
+            name: s.name.clone(),
+            tags,
+        },
+    )
+    .await?;
     Ok(empty())
 }
 
 pub(super) async fn remove_tags(api: &KinesisApi, input: &Input) -> Result<Doc, KinesisError> {
     let s = stream(api, input)?;
     let keys = input.req_string_list("TagKeys")?;
-    run(api, MetaCommand::UntagStream { name: s.name, keys }).await?;
+    run(
+        api,
+        MetaCommand::UntagStream {
+            name: s.name.clone(),
+            keys,
+        },
+    )
+    .await?;
     Ok(empty())
 }
 
@@ -144,8 +160,8 @@ pub(super) async fn enhanced_monitoring(
     };
     let list = |v: Vec<String>| Doc::List(v.into_iter().map(Doc::Str).collect());
     Ok(Doc::map([
-        ("StreamName", Doc::Str(s.name)),
-        ("StreamARN", Doc::Str(s.arn)),
+        ("StreamName", Doc::Str(s.name.clone())),
+        ("StreamARN", Doc::Str(s.arn.clone())),
         ("CurrentShardLevelMetrics", list(before)),
         ("DesiredShardLevelMetrics", list(after)),
     ]))
@@ -171,7 +187,7 @@ pub(super) async fn update_stream_mode(
     run(
         api,
         MetaCommand::SetStreamMode {
-            name: s.name,
+            name: s.name.clone(),
             on_demand,
         },
     )
@@ -185,7 +201,14 @@ pub(super) async fn update_max_record_size(
 ) -> Result<Doc, KinesisError> {
     let s = stream(api, input)?;
     let kib = input.req_u32("MaxRecordSizeInKiB")?;
-    run(api, MetaCommand::SetMaxRecordSize { name: s.name, kib }).await?;
+    run(
+        api,
+        MetaCommand::SetMaxRecordSize {
+            name: s.name.clone(),
+            kib,
+        },
+    )
+    .await?;
     Ok(empty())
 }
 
@@ -204,8 +227,8 @@ pub(super) async fn update_warm_throughput(
     )
     .await?;
     Ok(Doc::map([
-        ("StreamARN", Doc::Str(s.arn)),
-        ("StreamName", Doc::Str(s.name)),
+        ("StreamARN", Doc::Str(s.arn.clone())),
+        ("StreamName", Doc::Str(s.name.clone())),
         (
             "WarmThroughput",
             Doc::map([

@@ -2,6 +2,7 @@
 //! `streamd-testkit`, driven through `streamd-client`.
 //!
 //! - t10: put and get on three nodes: exactly once, in order, routed by MD5, iterator types.
+//! - t15: `streamd certs`: a CA, node and client certificates, keys owner-only, no overwrite.
 //! - t20: SIGKILL of a shard leader under load: writes resume, replicas converge, nothing lost.
 //! - t25: a follower that missed more than the leader's log holds catches up by snapshot.
 //! - t30: full-cluster restart: streams, shards and records come back.
@@ -33,6 +34,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod t10_put_get;
+mod t15_certs;
 mod t20_kill_leader;
 mod t25_snapshot_catch_up;
 mod t26_state_behind_log;
