@@ -41,9 +41,8 @@ pub(crate) struct NodeIdentity {
     pub(crate) ips: Vec<IpAddr>,
 }
 
-/// A new self-signed CA, valid for `days` from now. It signs leaf certificates only
-/// (path length 0): a stolen node key cannot mint certificates.
-pub(crate) fn new_ca(days: u32) -> Result<Issued, TlsError> {
+/// Certificate parameters whose subject is `O=streamd, CN=common_name`.
+fn named(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -51,7 +50,14 @@ pub(crate) fn new_ca(days: u32) -> Result<Issued, TlsError> {
         .push(DnType::OrganizationName, "streamd");
     params
         .distinguished_name
-        .push(DnType::CommonName, "streamd development CA");
+        .push(DnType::CommonName, common_name);
+    params
+}
+
+/// A new self-signed CA, valid for `days` from now. It signs leaf certificates only
+/// (path length 0): a stolen node key cannot mint certificates.
+pub(crate) fn new_ca(days: u32) -> Result<Issued, TlsError> {
+    let mut params = named("streamd development CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -165,14 +171,7 @@ impl Ca {
     }
 
     fn leaf_params(&self, common_name: &str, days: u32) -> Result<CertificateParams, TlsError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "streamd");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        let mut params = named(common_name);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
