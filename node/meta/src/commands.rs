@@ -1,7 +1,7 @@
 //! Every change to the metadata, and how it is applied. `apply` is deterministic: it reads only
 //! the state and the command (times come inside the command, stamped by the proposer).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,14 @@ pub enum MetaCommand {
         op: LeaseOp,
         now_ms: i64,
     },
+    /// Many groups' [`MetaCommand::ShardLeader`] and [`MetaCommand::ShardReady`] reports in one
+    /// entry, leaders first: a node that forms thousands of groups reports them once per pass,
+    /// not with one metadata write each.
+    ShardReports {
+        /// (group, leader, term).
+        leaders: Vec<(u64, u64, u64)>,
+        ready: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,7 +202,46 @@ fn not_found(name: &str) -> MetaResult {
     )
 }
 
+/// Records a report that `leader` leads `group` in `term`, unless a later term is known.
+fn note_leader(s: &mut StreamMeta, group: u64, leader: u64, term: u64) {
+    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
+        && term >= sh.leader_term
+    {
+        sh.leader = Some(leader);
+        sh.leader_term = term;
+    }
+}
+
+/// Marks `group`'s shard ready; the stream turns ACTIVE once all its shards are.
+fn mark_ready(s: &mut StreamMeta, group: u64) {
+    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group) {
+        sh.ready = true;
+    }
+    if s.status == StreamStatus::Creating && s.shards.iter().all(|x| x.ready) {
+        s.status = StreamStatus::Active;
+    }
+}
+
 impl MetaState {
+    /// [`MetaCommand::ShardReports`]: the stream of each group is found through one index
+    /// built for the batch, not a scan of every shard per report.
+    fn apply_shard_reports(&mut self, leaders: Vec<(u64, u64, u64)>, ready: Vec<u64>) {
+        let stream_of: HashMap<u64, String> = self
+            .all_shards()
+            .map(|(s, sh)| (sh.group_id, s.name.clone()))
+            .collect();
+        for (group, leader, term) in leaders {
+            if let Some(s) = stream_of.get(&group).and_then(|n| self.stream_mut(n)) {
+                note_leader(s, group, leader, term);
+            }
+        }
+        for group in ready {
+            if let Some(s) = stream_of.get(&group).and_then(|n| self.stream_mut(n)) {
+                mark_ready(s, group);
+            }
+        }
+    }
+
     pub fn apply(&mut self, cmd: MetaCommand) -> MetaResult {
         let drops_groups = matches!(
             cmd,
@@ -315,12 +362,7 @@ impl MetaState {
             }
             MetaCommand::ShardReady { group_id } => {
                 if let Some(s) = self.stream_of_group_mut(group_id) {
-                    if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group_id) {
-                        sh.ready = true;
-                    }
-                    if s.status == StreamStatus::Creating && s.shards.iter().all(|x| x.ready) {
-                        s.status = StreamStatus::Active;
-                    }
+                    mark_ready(s, group_id);
                 }
                 Ok(MetaReply::Done)
             }
@@ -602,16 +644,13 @@ impl MetaState {
                 leader,
                 term,
             } => {
-                let newer = self
-                    .shard_by_group(group)
-                    .is_some_and(|(_, sh)| term >= sh.leader_term);
-                if newer
-                    && let Some(s) = self.stream_of_group_mut(group)
-                    && let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
-                {
-                    sh.leader = Some(leader);
-                    sh.leader_term = term;
+                if let Some(s) = self.stream_of_group_mut(group) {
+                    note_leader(s, group, leader, term);
                 }
+                Ok(MetaReply::Done)
+            }
+            MetaCommand::ShardReports { leaders, ready } => {
+                self.apply_shard_reports(leaders, ready);
                 Ok(MetaReply::Done)
             }
             MetaCommand::MoveDone { group, to } => {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use streamd_proto::ids::ShardId;
 
-use crate::state::MetaState;
+use crate::state::{MetaState, ShardMeta};
 
 /// A shard group running on this node, as the driver sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,11 +23,13 @@ pub struct LocalGroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAction {
     /// Start this node's replica of a shard group; `initialize` with `members` when the group
-    /// never had a leader (every replica forms it with the same members).
+    /// never had a leader (every replica forms it with the same members). The one replica
+    /// with `campaign` set starts the group's first election at once.
     OpenShard {
         group: u64,
         members: BTreeMap<u64, String>,
         initialize: bool,
+        campaign: bool,
     },
     /// The group is in no stream any more: stop it and delete its data.
     DropGroup { group: u64 },
@@ -74,6 +76,15 @@ fn members(state: &MetaState, replicas: &[u64]) -> BTreeMap<u64, String> {
         .iter()
         .filter_map(|id| state.nodes.get(id).map(|n| (*id, n.addr.clone())))
         .collect()
+}
+
+/// The replica that campaigns as soon as a new group is formed. Left to their election
+/// timers, every replica of thousands of new groups campaigns within the same second: votes
+/// split, elections repeat, and whichever node is least loaded ends up leading most groups.
+/// Spreading first leaderships by group id leaves the leader balancer next to nothing to move.
+fn first_leader(sh: &ShardMeta) -> Option<u64> {
+    let n = sh.replicas.len();
+    (n > 0).then(|| sh.replicas[(sh.group_id % n as u64) as usize])
 }
 
 /// What node `me` must do now. `down` and `unsettled` are what the metadata leader knows beyond
@@ -144,6 +155,8 @@ pub fn plan_node(
         }
     }
     let local_ids: BTreeSet<u64> = local.iter().map(|g| g.group).collect();
+    let by_group = state.shards_by_group();
+    let shard_by_group = |g: u64| by_group.get(&g).copied();
     let mut wanted = BTreeSet::new();
     for (_, sh) in state.all_shards() {
         if !sh.replicas.contains(&me) {
@@ -161,6 +174,7 @@ pub fn plan_node(
                 // membership and could never elect. A replica added later (a moved one) joins
                 // through the leader, never by initializing.
                 initialize: !sh.ready,
+                campaign: !sh.ready && first_leader(sh) == Some(me),
             });
         }
     }
@@ -172,7 +186,7 @@ pub fn plan_node(
         if !wanted.contains(&g.group) {
             // A leader moved out of its group first hands leadership to a replica that stays:
             // dropping at once would leave the group without a leader for an election timeout.
-            let stays = state.shard_by_group(g.group).and_then(|(_, sh)| {
+            let stays = shard_by_group(g.group).and_then(|(_, sh)| {
                 g.voters.iter().copied().find(|v| {
                     *v != me
                         && sh.replicas.contains(v)
@@ -192,7 +206,7 @@ pub fn plan_node(
             // dropped earlier, either, because a replica opened here again later would start
             // empty while the group still counted this node as a voter with its log. The
             // metadata, not this replica, says when: a removed voter is not always told so.
-            let leaving = state.shard_by_group(g.group).is_some()
+            let leaving = shard_by_group(g.group).is_some()
                 && state
                     .moving
                     .get(&g.group)
@@ -213,7 +227,7 @@ pub fn plan_node(
             actions.push(NodeAction::TransferLeader { group: g.group, to });
         }
         if g.is_leader
-            && let Some((_, sh)) = state.shard_by_group(g.group)
+            && let Some((_, sh)) = shard_by_group(g.group)
         {
             if sh.leader != Some(me) {
                 actions.push(NodeAction::ReportLeader {
@@ -245,11 +259,7 @@ pub fn plan_node(
                 });
             }
         }
-        if g.is_leader
-            && state
-                .shard_by_group(g.group)
-                .is_some_and(|(_, sh)| !sh.ready)
-        {
+        if g.is_leader && shard_by_group(g.group).is_some_and(|(_, sh)| !sh.ready) {
             actions.push(NodeAction::ReportReady { group: g.group });
         }
     }
@@ -306,22 +316,31 @@ mod tests {
     fn every_replica_of_a_new_group_initializes_it_with_the_same_members() {
         let s = state();
         let mut inits = BTreeMap::new();
+        let mut campaigners = BTreeMap::new();
         for me in 1..=3 {
             for a in plan_node(&s, me, &[], false, 0, &BTreeSet::new(), &BTreeSet::new()) {
                 if let NodeAction::OpenShard {
                     group,
                     members,
                     initialize,
+                    campaign,
                 } = a
                 {
                     assert_eq!(members.len(), 3);
                     if initialize {
                         *inits.entry(group).or_insert(0) += 1;
                     }
+                    if campaign {
+                        campaigners.entry(group).or_insert_with(Vec::new).push(me);
+                    }
                 }
             }
         }
         assert_eq!(inits, BTreeMap::from([(1, 3), (2, 3)]));
+        // One replica per group campaigns at once, and not the same node for both groups.
+        assert_eq!(campaigners.len(), 2);
+        assert!(campaigners.values().all(|c| c.len() == 1));
+        assert_ne!(campaigners[&1], campaigners[&2]);
     }
 
     #[test]

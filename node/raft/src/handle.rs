@@ -171,13 +171,35 @@ impl GroupHandle {
     /// Makes `members` the first voters of a brand-new group. A group already initialized (here
     /// or by a peer) is left as it is.
     pub async fn initialize(&self, members: &BTreeMap<u64, String>) -> Result<(), String> {
+        self.form(members).await.map(|_| ())
+    }
+
+    /// Like [`Self::initialize`], then campaigns at once instead of waiting out an election
+    /// timeout, if this call is what formed the group. The campaign starts with a pre-vote, so
+    /// it cannot unseat a leader another replica already won.
+    pub async fn initialize_and_campaign(
+        &self,
+        members: &BTreeMap<u64, String>,
+    ) -> Result<(), String> {
+        if self.form(members).await? {
+            self.raft
+                .trigger()
+                .elect(true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Forms the group with `members`; false when it had been formed already.
+    async fn form(&self, members: &BTreeMap<u64, String>) -> Result<bool, String> {
         let nodes: BTreeMap<u64, BasicNode> = members
             .iter()
             .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
             .collect();
         match self.raft.initialize(nodes).await {
-            Ok(()) => Ok(()),
-            Err(RaftError::APIError(_)) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(_)) => Ok(false),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 /// How long a group's log must stand still before it may hibernate.
-pub const QUIET_AFTER: Duration = Duration::from_secs(3);
+pub const QUIET_AFTER: Duration = Duration::from_secs(1);
 /// A peer not heard from for this long is silent: the groups it leads wake up and elect, and
 /// writes are not sent to it while another leader may exist.
 pub const SILENT_AFTER: Duration = Duration::from_millis(1000);

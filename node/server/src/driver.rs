@@ -26,6 +26,10 @@ const TICK: Duration = Duration::from_millis(250);
 /// each reporting ready and its leader) is taken in a few passes, not one pass per change,
 /// since every pass reads every local group.
 const MIN_PASS_GAP: Duration = Duration::from_millis(50);
+/// The gap is at least this many times the CPU a pass spent reading the groups and planning,
+/// so that the driver takes a bounded share of a core however many groups the node runs.
+const PASS_GAP_PER_PLANNING: u32 = 10;
+const MAX_PASS_GAP: Duration = Duration::from_secs(1);
 /// Replicas opened at once in one pass: opening one waits for its sled tree and its first
 /// log writes, which other opens can overlap.
 const OPEN_AT_ONCE: usize = 32;
@@ -66,19 +70,25 @@ pub(crate) async fn run(node: Node) {
     let mut last_retention = tokio::time::Instant::now();
     loop {
         let started = tokio::time::Instant::now();
-        reconcile(&node, &st).await;
+        let planning = reconcile(&node, &st).await;
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
             trim_expired(&node);
         }
         // Wake on a metadata change or at the next tick, whichever comes first.
         let _ = tokio::time::timeout(TICK, changes.changed()).await;
-        tokio::time::sleep_until(started + MIN_PASS_GAP).await;
+        let gap = MIN_PASS_GAP
+            .max(planning * PASS_GAP_PER_PLANNING)
+            .min(MAX_PASS_GAP);
+        tokio::time::sleep_until(started + gap).await;
     }
 }
 
+/// One pass; returns how long reading the local groups and planning took (the part that grows
+/// with the number of groups, without the opens it waits for).
 #[tracing::instrument(name = "driver.reconcile", skip_all)]
-async fn reconcile(node: &Node, st: &DriverState) {
+async fn reconcile(node: &Node, st: &DriverState) -> Duration {
+    let planning_started = std::time::Instant::now();
     let tasks = &st.tasks;
     let me = node.host.node_id();
     let meta = node.meta.read().clone();
@@ -151,13 +161,17 @@ async fn reconcile(node: &Node, st: &DriverState) {
     unstick_replicas(node, st);
     let now = streamd_shard::now_ms();
     let mut opens = Vec::new();
-    for action in plan_node(&meta, me, &local, meta_leader, now, &down, &unsettled) {
+    let (mut leaders, mut ready) = (Vec::new(), Vec::new());
+    let actions = plan_node(&meta, me, &local, meta_leader, now, &down, &unsettled);
+    let planning = planning_started.elapsed();
+    for action in actions {
         match action {
             NodeAction::OpenShard {
                 group,
                 members,
                 initialize,
-            } => opens.push((group, members, initialize)),
+                campaign,
+            } => opens.push((group, members, initialize, campaign)),
             NodeAction::DropGroup { group } => {
                 node.shards.write().remove(&group);
                 if let Err(e) = node.host.remove_group(group, SHARD_TREE).await {
@@ -234,19 +248,7 @@ async fn reconcile(node: &Node, st: &DriverState) {
                     "closed shards not expired yet",
                 );
             }
-            NodeAction::ReportLeader { group, term } => {
-                let cmd = MetaCommand::ShardLeader {
-                    group,
-                    leader: me,
-                    term,
-                };
-                tasks.propose_once(
-                    node,
-                    Task::Leader(group),
-                    cmd,
-                    "leadership not reported yet",
-                );
-            }
+            NodeAction::ReportLeader { group, term } => leaders.push((group, me, term)),
             NodeAction::ReportMoved { group, to } => {
                 tracing::info!(group_id = group, to, "replica move finished");
                 let cmd = MetaCommand::MoveDone { group, to };
@@ -257,38 +259,45 @@ async fn reconcile(node: &Node, st: &DriverState) {
                     "finished move not reported yet",
                 );
             }
-            NodeAction::ReportReady { group } => {
-                let cmd = MetaCommand::ShardReady { group_id: group };
-                tasks.propose_once(
-                    node,
-                    Task::Ready(group),
-                    cmd,
-                    "shard ready not reported yet",
-                );
-            }
+            NodeAction::ReportReady { group } => ready.push(group),
         }
     }
+    // The planner asks again on every pass until the metadata shows them, so a batch still in
+    // flight is not joined by another one carrying mostly the same reports.
+    if !leaders.is_empty() || !ready.is_empty() {
+        let cmd = MetaCommand::ShardReports { leaders, ready };
+        tasks.propose_once(node, Task::Reports, cmd, "shard reports not taken yet");
+    }
     futures::stream::iter(opens)
-        .for_each_concurrent(OPEN_AT_ONCE, |(group, members, initialize)| async move {
-            if let Err(e) = open_shard(node, group).await {
-                tracing::error!(group_id = group, error = %e, "failed to open shard replica");
-                return;
-            }
-            if initialize
-                && let Some(h) = node.host.group(group)
-                && let Err(e) = h.initialize(&members).await
-            {
-                tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
-            }
-        })
+        .for_each_concurrent(
+            OPEN_AT_ONCE,
+            |(group, members, initialize, campaign)| async move {
+                if let Err(e) = open_shard(node, group).await {
+                    tracing::error!(group_id = group, error = %e, "failed to open shard replica");
+                    return;
+                }
+                let Some(h) = node.host.group(group).filter(|_| initialize) else {
+                    return;
+                };
+                let formed = if campaign {
+                    h.initialize_and_campaign(&members).await
+                } else {
+                    h.initialize(&members).await
+                };
+                if let Err(e) = formed {
+                    tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
+                }
+            },
+        )
         .await;
+    planning
 }
 
 /// Background work the driver started, one at a time per key: a slow proposal is not started
 /// again by every tick while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Task {
-    Ready(u64),
+    Reports,
     Consumer,
     Reshard(u64),
     Expire(String),
@@ -297,7 +306,6 @@ enum Task {
     MetaVoters,
     Transfer(u64),
     Remove(u64),
-    Leader(u64),
     Moved(u64),
     Balance(u64),
     Unstick(u64),
@@ -570,13 +578,16 @@ fn trim_expired(node: &Node) {
         let Some(h) = node.host.group(sh.group_id) else {
             continue;
         };
-        if !h.status().is_leader {
+        if !h.membership_view().is_leader {
             continue;
         }
         let Some(service) = node.shards.read().get(&sh.group_id).cloned() else {
             continue;
         };
         let cutoff_ms = now - i64::from(stream.retention_hours) * 3_600_000;
+        if !service.reader().holds_records_before(cutoff_ms) {
+            continue;
+        }
         let Ok(req) = bincode::serialize(&ShardRequest::Trim { cutoff_ms }) else {
             continue;
         };

@@ -23,8 +23,11 @@ use crate::config::{Cli, Command, LogFormat};
 
 /// Logs to stderr, and exports spans when `tracer` is given. The filter applies to both.
 fn init_tracing(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
+    // openraft warns of every failed heartbeat of every group: with thousands of groups one
+    // peer pausing for a second wrote tens of thousands of lines a second. Elections and
+    // leader changes still show at warn and info.
     let filter = EnvFilter::try_from_env("STREAMD_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+        EnvFilter::new("info,openraft=warn,openraft::core::heartbeat=error,sled=warn,h2=warn,tower=warn,hyper=warn")
     });
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {

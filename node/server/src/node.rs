@@ -15,6 +15,10 @@ use tokio::sync::watch;
 
 use crate::config::{NodeConfig, ShardLimitsFlag};
 
+/// Calls a client may cancel before the server took them up, beyond which h2 closes the
+/// connection (see `serve`). Still bounded, so a flood of resets cannot grow memory unchecked.
+const PENDING_RESET_STREAMS: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NodeError {
     #[error("failed to open storage in {dir}: {source}")]
@@ -210,6 +214,13 @@ impl Node {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
+            // h2 answers more than 20 calls cancelled before the server took them up with a
+            // GOAWAY (its guard against rapid-reset floods), failing every call on the
+            // connection. A node's peer carries thousands of groups' Raft calls on one
+            // connection; when a busy node lets some time out, the GOAWAY failed all the
+            // others, which timed out more: one slow second grew into minutes of failed calls.
+            .http2_max_pending_accept_reset_streams(Some(PENDING_RESET_STREAMS))
+            .http2_max_local_error_reset_streams(Some(PENDING_RESET_STREAMS))
             .layer(crate::telemetry::GrpcMetricsLayer)
             .layer(crate::otel::TraceContextLayer)
             .add_service(StreamdService::new(self.gateway.clone()))

@@ -46,6 +46,16 @@ impl ShardReader {
         self.state.read().clone()
     }
 
+    /// Whether this replica holds a record that arrived before `cutoff_ms`: what a retention
+    /// trim would remove. Asked before proposing one, since a trim is a log entry and would wake
+    /// every idle group once per retention pass.
+    pub fn holds_records_before(&self, cutoff_ms: i64) -> bool {
+        let lo = keys::time(self.group, 0, 0);
+        let hi = keys::time(self.group, cutoff_ms, 0);
+        // An unreadable tree counts as holding some: the trim's own apply then decides.
+        self.tree.range(lo..hi).next().is_some()
+    }
+
     /// Sealed by a reshard: no record will ever be added.
     pub fn is_sealed(&self) -> bool {
         self.state.read().sealed.is_some()

@@ -72,6 +72,7 @@ def main():
     ap.add_argument("--idle-secs", type=int, default=30)
     ap.add_argument("--wake-puts", type=int, default=20)
     ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true", help="keep the cluster's directory and log")
     args = ap.parse_args()
 
     streamd = os.path.join(args.bin_dir, "streamd")
@@ -138,7 +139,10 @@ def main():
     finally:
         stop(proc, grace_s=60)
         log.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"bench: kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     print(json.dumps(result, indent=2))
     if args.json:
