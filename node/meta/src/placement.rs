@@ -166,7 +166,7 @@ pub fn plan_rebalance(
 }
 
 /// Leadership transfers a round of leader balancing may start.
-pub const MAX_LEADER_TRANSFERS: usize = 4;
+pub const MAX_LEADER_TRANSFERS: usize = 16;
 
 /// Leadership transfers that even out how many groups each node leads: `(group, from, to)`
 /// with `to` a replica of the group, while some node is more than one away from the mean.

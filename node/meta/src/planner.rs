@@ -24,7 +24,8 @@ pub struct LocalGroup {
 pub enum NodeAction {
     /// Start this node's replica of a shard group; `initialize` with `members` when the group
     /// never had a leader (every replica forms it with the same members). The one replica
-    /// with `campaign` set starts the group's first election at once.
+    /// with `campaign` set forms it and campaigns at once; the others form it only if they
+    /// have not heard from that one after a grace period.
     OpenShard {
         group: u64,
         members: BTreeMap<u64, String>,

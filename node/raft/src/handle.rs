@@ -79,6 +79,12 @@ pub struct MembershipView {
     pub voters_committed: bool,
 }
 
+/// How often, and for how long, the replica chosen to lead a new group campaigns while the
+/// group has no leader (see [`GroupHandle::initialize_and_campaign`]). Shorter than the election
+/// timeout, so it normally wins before another replica's timer fires.
+const CAMPAIGN_EVERY: Duration = Duration::from_millis(200);
+const CAMPAIGN_FOR: Duration = Duration::from_secs(3);
+
 #[derive(Clone)]
 pub struct GroupHandle {
     pub(crate) group: u64,
@@ -174,21 +180,53 @@ impl GroupHandle {
         self.form(members).await.map(|_| ())
     }
 
-    /// Like [`Self::initialize`], then campaigns at once instead of waiting out an election
-    /// timeout, if this call is what formed the group. The campaign starts with a pre-vote, so
-    /// it cannot unseat a leader another replica already won.
+    /// Like [`Self::initialize`], then, if this call is what formed the group, campaigns at
+    /// once instead of waiting out an election timeout, and again every [`CAMPAIGN_EVERY`]
+    /// while no leader is known, for up to [`CAMPAIGN_FOR`]: the other replicas may not be
+    /// open yet when the first campaign asks for their votes. Each campaign starts with a
+    /// pre-vote, so it cannot unseat a leader another replica already won.
     pub async fn initialize_and_campaign(
         &self,
         members: &BTreeMap<u64, String>,
     ) -> Result<(), String> {
-        if self.form(members).await? {
-            self.raft
-                .trigger()
-                .elect(true)
-                .await
-                .map_err(|e| e.to_string())?;
+        if !self.form(members).await? {
+            return Ok(());
         }
+        let raft = self.raft.clone();
+        let group = self.group;
+        tokio::spawn(async move {
+            let until = Instant::now() + CAMPAIGN_FOR;
+            // Formed, a replica holds a vote for itself in term 0 and may name itself leader:
+            // only a leader of a later term was elected.
+            let elected = |raft: &GroupRaft| {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                m.current_term > 0 && m.current_leader.is_some()
+            };
+            while Instant::now() < until && !elected(&raft) {
+                if let Err(e) = raft.trigger().elect(true).await {
+                    tracing::debug!(group_id = group, error = %e, "first campaign not started");
+                    return;
+                }
+                tokio::time::sleep(CAMPAIGN_EVERY).await;
+            }
+        });
         Ok(())
+    }
+
+    /// [`Self::initialize`] after `delay`, in the background: for the replicas of a new group
+    /// other than the one chosen to campaign. Forming a group makes openraft campaign at once,
+    /// so the replica that opened first would win nearly every new group. By the time the
+    /// delay is over the chosen replica has normally won and replicated the membership here,
+    /// and this does nothing; if it died first, the others form the group and elect without it.
+    pub fn initialize_after(&self, members: BTreeMap<u64, String>, delay: Duration) {
+        let h = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = h.form(&members).await {
+                tracing::warn!(group_id = h.group, error = %e, "failed to initialize shard group");
+            }
+        });
     }
 
     /// Forms the group with `members`; false when it had been formed already.
@@ -369,7 +407,12 @@ impl GroupHandle {
 
     /// Counts the leaders this replica sees come and go, and every change of its metrics,
     /// until the group stops.
-    pub(crate) fn watch_metrics(raft: &GroupRaft) -> Arc<Watched> {
+    /// `host_changes`, when given, counts every change of every such group on the node: passes
+    /// over all groups are skipped while it stands still.
+    pub(crate) fn watch_metrics(
+        raft: &GroupRaft,
+        host_changes: Option<Arc<AtomicU64>>,
+    ) -> Arc<Watched> {
         let watched = Arc::new(Watched::default());
         let mut rx = raft.metrics();
         let counts = watched.clone();
@@ -382,6 +425,9 @@ impl GroupHandle {
                     last = leader;
                 }
                 counts.updates.fetch_add(1, Ordering::Release);
+                if let Some(c) = &host_changes {
+                    c.fetch_add(1, Ordering::Release);
+                }
                 if rx.changed().await.is_err() {
                     return;
                 }

@@ -22,6 +22,7 @@
 //! every group.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -49,18 +50,52 @@ struct PeerSeen {
 #[derive(Default)]
 pub struct PeerHealth {
     peers: RwLock<HashMap<u64, PeerSeen>>,
+    /// Counts changes of what peers claim to lead (and peers first heard of).
+    changes: AtomicU64,
 }
 
 impl PeerHealth {
     /// A heartbeat arrived from `node`, naming the groups it leads.
     pub(crate) fn heard(&self, node: u64, leading: impl IntoIterator<Item = (u64, u64)>) {
-        self.peers.write().insert(
-            node,
-            PeerSeen {
-                heard: Instant::now(),
-                leading: leading.into_iter().collect(),
-            },
-        );
+        let leading: HashMap<u64, u64> = leading.into_iter().collect();
+        let mut peers = self.peers.write();
+        match peers.get_mut(&node) {
+            Some(p) => {
+                p.heard = Instant::now();
+                if p.leading != leading {
+                    p.leading = leading;
+                    self.changes.fetch_add(1, Ordering::Release);
+                }
+            }
+            None => {
+                peers.insert(
+                    node,
+                    PeerSeen {
+                        heard: Instant::now(),
+                        leading,
+                    },
+                );
+                self.changes.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+
+    /// A count that moves whenever a peer's claimed leaderships change.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// The peers silent now ([`Self::is_silent`]), ascending.
+    pub(crate) fn silent_nodes(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .peers
+            .read()
+            .iter()
+            .filter(|(_, p)| p.heard.elapsed() >= SILENT_AFTER)
+            .map(|(n, _)| *n)
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Our heartbeat to `node` was answered: it is alive, whatever it leads.
@@ -306,6 +341,19 @@ impl Quiescer {
         self.groups.retain(|g, _| open(*g));
     }
 
+    /// Whether every group judged so far is parked and none is waiting out its turn to wake
+    /// (true when there are none): only then can a pass with the same inputs change nothing.
+    pub(crate) fn all_parked(&self) -> bool {
+        self.groups
+            .values()
+            .all(|t| !t.ticking && t.lost_since.is_none())
+    }
+
+    /// How many groups are tracked.
+    pub(crate) fn tracked(&self) -> usize {
+        self.groups.len()
+    }
+
     /// Groups whose ticker is parked.
     pub(crate) fn hibernating(&self) -> usize {
         self.groups.values().filter(|t| !t.ticking).count()
@@ -452,6 +500,43 @@ mod tests {
             Some(false)
         );
         assert_eq!(q3b.decide(7, &f3, lost, |_| false, |n| n <= 2), Some(true));
+    }
+
+    #[test]
+    fn passes_may_be_skipped_only_while_every_group_is_parked_and_none_waits_to_wake() {
+        let mut q = Quiescer::default();
+        assert!(q.all_parked());
+        let t0 = Instant::now();
+        // Node 3 is second in line to wake when leader 1 falls silent.
+        let f3 = ReplicaView {
+            me: 3,
+            ..follower_view()
+        };
+        q.decide(7, &f3, t0, |_| true, |_| false);
+        assert!(!q.all_parked(), "a ticking group is judged on every pass");
+        q.decide(7, &f3, t0 + QUIET_AFTER, |_| true, |_| false);
+        assert!(q.all_parked());
+        // Leader lost: node 3 stays parked for a stagger, and passes must keep running to
+        // wake it when its turn comes.
+        assert_eq!(
+            q.decide(7, &f3, t0 + QUIET_AFTER * 2, |_| false, |_| false),
+            None
+        );
+        assert!(!q.all_parked());
+    }
+
+    #[test]
+    fn peer_health_counts_changes_of_claims_only() {
+        let h = PeerHealth::default();
+        h.heard(5, [(7, 3)]);
+        let first = h.changes();
+        h.heard(5, [(7, 3)]);
+        assert_eq!(h.changes(), first, "the same claims again change nothing");
+        h.heard(5, [(7, 4)]);
+        assert_ne!(h.changes(), first);
+        assert!(h.silent_nodes().is_empty());
+        h.refused(5);
+        assert_eq!(h.silent_nodes(), vec![5]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use openraft::{Config, SnapshotPolicy};
 use parking_lot::RwLock;
@@ -29,6 +29,33 @@ static HIBERNATING: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyL
     let _ = prometheus::register(Box::new(g.clone()));
     g
 });
+
+/// The groups a node leads with the term of each, as its heartbeat names them.
+type Leading = Arc<Vec<(u64, u64)>>;
+
+/// Quiesce passes by outcome: `judged` looked at the groups, `skipped` found nothing changed.
+static QUIESCE_PASSES: std::sync::LazyLock<prometheus::IntCounterVec> =
+    std::sync::LazyLock::new(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "streamd_raft_quiesce_passes_total",
+                "Passes of the quiescer over this node's groups, by whether they had to look.",
+            ),
+            &["outcome"],
+        )
+        .expect("fixed counter options are valid");
+        let _ = prometheus::register(Box::new(c.clone()));
+        c
+    });
+
+/// What a quiesce pass decides from, besides time: when all are as at the last pass and every
+/// group is parked, the pass would change nothing.
+#[derive(Debug, PartialEq, Eq)]
+struct PassInputs {
+    changes: u64,
+    health: u64,
+    silent: Vec<u64>,
+}
 
 /// Timing of every group on the node.
 #[derive(Debug, Clone)]
@@ -65,6 +92,8 @@ struct HostInner {
     /// Set once the node has begun a graceful stop: it no longer campaigns nor accepts
     /// leadership.
     stopping: AtomicBool,
+    /// Counts changes of the shard groups' metrics, and groups opened or removed.
+    changes: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -91,6 +120,7 @@ impl RaftHost {
                 catch_up: CatchUpTargets::default(),
                 health: PeerHealth::default(),
                 stopping: AtomicBool::new(false),
+                changes: Arc::default(),
             }),
         }
     }
@@ -109,6 +139,12 @@ impl RaftHost {
 
     pub fn engine(&self) -> &LogEngine {
         &self.inner.engine
+    }
+
+    /// A count that moves whenever a shard group on this node changes (its metrics: leader,
+    /// term, log, membership), opens or closes. Equal twice, nothing changed in between.
+    pub fn changes(&self) -> u64 {
+        self.inner.changes.load(Ordering::Acquire)
     }
 
     /// What this node hears of its peers (the node-level heartbeat).
@@ -132,25 +168,48 @@ impl RaftHost {
         let mut pass = tokio::time::interval(HEARTBEAT_EVERY / 2);
         pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = false;
+        let mut leading: Option<(u64, Leading)> = None;
+        let mut judged: Option<PassInputs> = None;
         loop {
             pass.tick().await;
             beat = !beat;
             if beat {
-                self.send_heartbeats();
+                // What this node leads changes only when some group's metrics do.
+                let changes = self.changes();
+                let current = match leading.take() {
+                    Some((at, l)) if at == changes => l,
+                    _ => Arc::new(self.leading()),
+                };
+                self.send_heartbeats(&current);
+                leading = Some((changes, current));
             }
+            // Nothing to judge again while no group changed, no peer's health or claims
+            // changed, and every group is parked: the last pass's decisions all stand.
+            let inputs = PassInputs {
+                changes: self.changes(),
+                health: self.inner.health.changes(),
+                silent: self.inner.health.silent_nodes(),
+            };
+            let all_parked = quiescer.all_parked();
+            if all_parked && judged.as_ref() == Some(&inputs) {
+                QUIESCE_PASSES.with_label_values(&["skipped"]).inc();
+                continue;
+            }
+            tracing::trace!(all_parked, ?inputs, was = ?judged, "quiesce pass");
+            QUIESCE_PASSES.with_label_values(&["judged"]).inc();
             self.quiesce_pass(&mut quiescer);
+            judged = Some(inputs);
         }
     }
 
-    fn send_heartbeats(&self) {
-        let leading = self.leading();
+    fn send_heartbeats(&self, leading: &Leading) {
         let me = self.inner.node_id;
         for peer in self.inner.peers.nodes() {
             if peer == me {
                 continue;
             }
             let host = self.clone();
-            let leading = leading.clone();
+            let leading = Arc::clone(leading);
             tokio::spawn(async move {
                 match host
                     .inner
@@ -196,7 +255,10 @@ impl RaftHost {
             }
             quiescer.note_judged(g.id(), updates, &view);
         }
-        quiescer.retain(|id| groups.contains_key(&id));
+        if quiescer.tracked() != groups.len() - usize::from(groups.contains_key(&crate::META_GROUP))
+        {
+            quiescer.retain(|id| groups.contains_key(&id));
+        }
         HIBERNATING.set(quiescer.hibernating() as i64);
     }
 
@@ -346,7 +408,10 @@ impl RaftHost {
             openraft::Raft::new(self.inner.node_id, Arc::new(config), network, log, adapter)
                 .await
                 .map_err(io::Error::other)?;
-        let watched = GroupHandle::watch_metrics(&raft);
+        // The metadata group changes with every heartbeat and is never parked; counting it
+        // would keep every pass over the shard groups from ever being skipped.
+        let host_changes = (group != crate::META_GROUP).then(|| self.inner.changes.clone());
+        let watched = GroupHandle::watch_metrics(&raft, host_changes);
         let handle = GroupHandle {
             group,
             raft,
@@ -361,6 +426,7 @@ impl RaftHost {
         let mut groups = self.inner.groups.write();
         // Two callers may race to open the same group; the first one wins.
         let h = groups.entry(group).or_insert(handle).clone();
+        self.inner.changes.fetch_add(1, Ordering::Release);
         Ok(h)
     }
 
@@ -368,6 +434,7 @@ impl RaftHost {
     #[tracing::instrument(name = "raft.remove_group", skip_all, fields(group_id = group))]
     pub async fn remove_group(&self, group: u64, tree: &str) -> io::Result<()> {
         let handle = self.inner.groups.write().remove(&group);
+        self.inner.changes.fetch_add(1, Ordering::Release);
         self.inner.catch_up.forget(group);
         if let Some(h) = handle {
             h.shutdown().await;

@@ -30,10 +30,16 @@ const MIN_PASS_GAP: Duration = Duration::from_millis(50);
 /// so that the driver takes a bounded share of a core however many groups the node runs.
 const PASS_GAP_PER_PLANNING: u32 = 10;
 const MAX_PASS_GAP: Duration = Duration::from_secs(1);
+/// While neither the metadata nor any local group changes, a full pass runs only this often:
+/// it still notices what time alone decides (nodes down, balancing, retries of failed steps).
+const IDLE_PASS_EVERY: Duration = Duration::from_secs(1);
 /// Replicas opened at once in one pass: opening one waits for its sled tree and its first
 /// log writes, which other opens can overlap.
 const OPEN_AT_ONCE: usize = 32;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How long the replicas of a new group leave its first election to the one chosen to lead it
+/// before forming the group themselves (`GroupHandle::initialize_after`).
+const FIRST_ELECTION_GRACE: Duration = Duration::from_millis(1500);
 /// Longest one membership step may take (add a learner, wait for it to catch up, switch the
 /// voters). openraft waits for a learner without a deadline; a learner that died meanwhile
 /// would hold the step, and with it every later change of the group, forever.
@@ -44,7 +50,7 @@ const QUIET_AFTER: Duration = Duration::from_secs(3);
 /// Leader balancing starts a round at most this often. Each round moves at most
 /// `MAX_LEADER_TRANSFERS` leaderships and only narrows the spread, and the next round plans
 /// from the leader hints the transfers reported in the meantime, so leaderships never flap.
-const LEADER_BALANCE_EVERY: Duration = Duration::from_secs(5);
+const LEADER_BALANCE_EVERY: Duration = Duration::from_secs(2);
 /// How long the metadata leader waits for a group leader to start a leadership transfer.
 const TRANSFER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a replica may stay behind its leader's commit, applying nothing, after this node
@@ -68,15 +74,27 @@ pub(crate) async fn run(node: Node) {
     let st = DriverState::default();
     let mut changes = node.meta_changes.clone();
     let mut last_retention = tokio::time::Instant::now();
+    let mut meta_changed = true;
+    let mut last_pass: Option<(u64, tokio::time::Instant)> = None;
     loop {
         let started = tokio::time::Instant::now();
-        let planning = reconcile(&node, &st).await;
+        // Read before the pass, so that a change during it brings another one.
+        let group_changes = node.host.changes();
+        let nothing_moved = !meta_changed
+            && last_pass
+                .is_some_and(|(c, at)| c == group_changes && at.elapsed() < IDLE_PASS_EVERY);
+        let planning = if nothing_moved {
+            Duration::ZERO
+        } else {
+            last_pass = Some((group_changes, started));
+            reconcile(&node, &st).await
+        };
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
             trim_expired(&node);
         }
         // Wake on a metadata change or at the next tick, whichever comes first.
-        let _ = tokio::time::timeout(TICK, changes.changed()).await;
+        meta_changed = tokio::time::timeout(TICK, changes.changed()).await.is_ok();
         let gap = MIN_PASS_GAP
             .max(planning * PASS_GAP_PER_PLANNING)
             .min(MAX_PASS_GAP);
@@ -279,12 +297,9 @@ async fn reconcile(node: &Node, st: &DriverState) -> Duration {
                 let Some(h) = node.host.group(group).filter(|_| initialize) else {
                     return;
                 };
-                let formed = if campaign {
-                    h.initialize_and_campaign(&members).await
-                } else {
-                    h.initialize(&members).await
-                };
-                if let Err(e) = formed {
+                if !campaign {
+                    h.initialize_after(members, FIRST_ELECTION_GRACE);
+                } else if let Err(e) = h.initialize_and_campaign(&members).await {
                     tracing::warn!(group_id = group, error = %e, "failed to initialize shard group");
                 }
             },

@@ -429,6 +429,19 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_knows_whether_a_trim_would_remove_anything() {
+        let mut r = replica();
+        assert!(!r.reader.holds_records_before(i64::MAX), "empty shard");
+        r.put(1, 1_000, 2);
+        r.put(2, 3_000, 1);
+        assert!(!r.reader.holds_records_before(1_000));
+        assert!(r.reader.holds_records_before(1_001));
+        r.apply(3, &ShardCommand::Trim { cutoff_ms: 2_000 });
+        assert!(!r.reader.holds_records_before(2_000), "trimmed already");
+        assert!(r.reader.holds_records_before(3_001));
+    }
+
+    #[test]
     fn a_trim_in_the_same_batch_as_a_put_judges_it_like_any_other_record() {
         // Whether a Put and the Trim after it share a batch differs between replicas and on
         // replay; both must keep the same records.
