@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 /// How long a group's log must stand still before it may hibernate.
-pub const QUIET_AFTER: Duration = Duration::from_secs(1);
+pub const QUIET_AFTER: Duration = Duration::from_secs(3);
 /// A peer not heard from for this long is silent: the groups it leads wake up and elect, and
 /// writes are not sent to it while another leader may exist.
 pub const SILENT_AFTER: Duration = Duration::from_millis(1000);
@@ -290,13 +290,19 @@ impl Quiescer {
             t.since = now;
         }
         let heard = match view.leader {
-            Some(l) if l != view.me && !t.ticking => leader_heard(l),
+            Some(l) if l != view.me => leader_heard(l),
             _ => true,
         };
-        if heard {
+        if heard || t.ticking {
             t.lost_since = None;
         } else {
             t.lost_since.get_or_insert(now);
+        }
+        // A ticking follower whose leader is not heard keeps ticking: its election timer is
+        // what replaces a dead leader. Parked after a quiet spell instead, it would be woken
+        // again by the next pass and parked again before its timer ever fired.
+        if t.ticking && !heard {
+            return None;
         }
         let lost_for = t
             .lost_since
@@ -523,6 +529,26 @@ mod tests {
             None
         );
         assert!(!q.all_parked());
+    }
+
+    #[test]
+    fn a_ticking_follower_of_a_silent_leader_is_never_parked() {
+        // Its election timer must get to fire: parking it after a quiet spell would leave the
+        // group leaderless.
+        let mut q = Quiescer::default();
+        let t0 = Instant::now();
+        let f2 = follower_view();
+        assert_eq!(q.decide(7, &f2, t0, |_| false, |n| n == 1), None);
+        assert_eq!(
+            q.decide(7, &f2, t0 + QUIET_AFTER * 10, |_| false, |n| n == 1),
+            None
+        );
+        assert_eq!(q.hibernating(), 0);
+        // Heard again, it parks as usual.
+        assert_eq!(
+            q.decide(7, &f2, t0 + QUIET_AFTER * 11, |_| true, |_| false),
+            Some(false)
+        );
     }
 
     #[test]
