@@ -202,6 +202,21 @@ fn not_found(name: &str) -> MetaResult {
     )
 }
 
+/// Whether a report that `leader` leads `group` in `term` would change the shard map: a
+/// report that changes nothing must not copy the stream (and rewrite its stored row).
+fn leader_news(s: &StreamMeta, group: u64, leader: u64, term: u64) -> bool {
+    s.shards.iter().any(|sh| {
+        sh.group_id == group
+            && term >= sh.leader_term
+            && (sh.leader, sh.leader_term) != (Some(leader), term)
+    })
+}
+
+/// Whether marking `group` ready would change the shard map.
+fn ready_news(s: &StreamMeta, group: u64) -> bool {
+    s.shards.iter().any(|sh| sh.group_id == group && !sh.ready)
+}
+
 /// Records a report that `leader` leads `group` in `term`, unless a later term is known.
 fn note_leader(s: &mut StreamMeta, group: u64, leader: u64, term: u64) {
     if let Some(sh) = s.shards.iter_mut().find(|sh| sh.group_id == group)
@@ -231,12 +246,25 @@ impl MetaState {
             .map(|(s, sh)| (sh.group_id, s.name.clone()))
             .collect();
         for (group, leader, term) in leaders {
-            if let Some(s) = stream_of.get(&group).and_then(|n| self.stream_mut(n)) {
+            let Some(name) = stream_of.get(&group) else {
+                continue;
+            };
+            if self
+                .streams
+                .get(name)
+                .is_some_and(|s| leader_news(s, group, leader, term))
+                && let Some(s) = self.stream_mut(name)
+            {
                 note_leader(s, group, leader, term);
             }
         }
         for group in ready {
-            if let Some(s) = stream_of.get(&group).and_then(|n| self.stream_mut(n)) {
+            let Some(name) = stream_of.get(&group) else {
+                continue;
+            };
+            if self.streams.get(name).is_some_and(|s| ready_news(s, group))
+                && let Some(s) = self.stream_mut(name)
+            {
                 mark_ready(s, group);
             }
         }
@@ -644,7 +672,10 @@ impl MetaState {
                 leader,
                 term,
             } => {
-                if let Some(s) = self.stream_of_group_mut(group) {
+                let news = self
+                    .shard_by_group(group)
+                    .is_some_and(|(s, _)| leader_news(s, group, leader, term));
+                if news && let Some(s) = self.stream_of_group_mut(group) {
                     note_leader(s, group, leader, term);
                 }
                 Ok(MetaReply::Done)
